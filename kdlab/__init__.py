@@ -1,0 +1,14 @@
+"""kdlab: a notebook tutorial-and-lab kit for knowledge distillation.
+
+Modules, one per concern (see docs/ARCHITECTURE.md):
+``data`` datasets on the device; ``models`` models by name; ``losses`` the KD
+loss functions; ``objectives`` what the loop minimises; ``train`` the one
+training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading.
+"""
+
+from . import checkpoint, data, devices, errors, losses, metrics, models, objectives, train, validate
+
+__version__ = "0.1.0"
+
+__all__ = ["checkpoint", "data", "devices", "errors", "losses", "metrics", "models", "objectives", "train",
+           "validate", "__version__"]

