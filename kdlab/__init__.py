@@ -3,12 +3,13 @@
 Modules, one per concern (see docs/ARCHITECTURE.md):
 ``data`` datasets on the device; ``models`` models by name; ``losses`` the KD
 loss functions; ``objectives`` what the loop minimises; ``train`` the one
-training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading.
+training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
+``lab``, ``plots``, ``checks`` the notebooks' plumbing, figures and exercise checks.
 """
 
-from . import checkpoint, data, devices, errors, losses, metrics, models, objectives, train, validate
+from . import checkpoint, checks, data, devices, errors, lab, losses, metrics, models, objectives, plots, train, validate
 
 __version__ = "0.1.0"
 
-__all__ = ["checkpoint", "data", "devices", "errors", "losses", "metrics", "models", "objectives", "train",
-           "validate", "__version__"]
+__all__ = ["checkpoint", "checks", "data", "devices", "errors", "lab", "losses", "metrics", "models", "objectives",
+           "plots", "train", "validate", "__version__"]

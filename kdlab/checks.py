@@ -1,0 +1,180 @@
+"""Exercise checks: call one with your answer and it tells you what, specifically, is wrong.
+
+Every check prints its feedback and returns a :class:`Feedback` (truthy when the
+answer is right). An unanswered exercise (``None``, or a function that raises
+``NotImplementedError``) gets a friendly "not done yet" note, never an
+exception, so a notebook still runs top to bottom before the exercises are done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import losses
+
+
+@dataclass
+class Feedback:
+    ok: bool
+    message: str
+    done: bool = True
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+def _report(ok: bool, message: str, done: bool = True) -> Feedback:
+    mark = "✅" if ok else ("📝" if not done else "❌")
+    fb = Feedback(ok, f"{mark} {message}", done)
+    print(fb.message)
+    return fb
+
+
+def _not_done(what: str) -> Feedback:
+    return _report(False, f"Not done yet: {what} When you have written it, run this cell again.", done=False)
+
+
+def _call(fn: Callable, *args):
+    """Run the learner's function; returns (value, None) or (None, Feedback for an error)."""
+    try:
+        return fn(*args), None
+    except NotImplementedError:
+        return None, "not_done"
+    except Exception as err:  # noqa: BLE001 - we report any learner error as feedback
+        return None, _report(False, f"Your function raised {type(err).__name__}: {err}")
+
+
+# --- notebook 01 ---------------------------------------------------------------------------
+
+def check_accuracy(my_accuracy: Callable[[torch.Tensor, torch.Tensor], float] | None) -> Feedback:
+    """Exercise: ``my_accuracy(logits, targets)`` returns the fraction of correct top-1 predictions."""
+    if my_accuracy is None:
+        return _not_done("define my_accuracy(logits, targets).")
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 10, generator=gen)
+    targets = torch.randint(0, 10, (50,), generator=gen)
+    targets[:20] = logits[:20].argmax(1)  # make about half correct
+    expected = (logits.argmax(1) == targets).float().mean().item()
+    value, err = _call(my_accuracy, logits, targets)
+    if err == "not_done":
+        return _not_done("my_accuracy still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = float(value)
+    if abs(value - expected) < 1e-6:
+        return _report(True, f"Correct: accuracy {value:.2f} on the test batch.")
+    if abs(value - expected * 100) < 1e-4:
+        return _report(False, f"You returned {value:.1f}, a percentage; return a fraction in [0, 1] ({expected:.2f}).")
+    correct = int((logits.argmax(1) == targets).sum())
+    if abs(value - correct) < 1e-6:
+        return _report(False, f"You returned the count of correct predictions ({correct}); divide by the batch size.")
+    if not 0.0 <= value <= 1.0:
+        return _report(False, f"An accuracy lies in [0, 1], you returned {value:.4f}. Take the argmax over the class "
+                              "dimension, logits.argmax(dim=1), compare with targets, and average.")
+    return _report(False, f"You returned {value:.4f}, expected {expected:.4f}. Compare logits.argmax(dim=1) "
+                          "with targets and average the matches (as floats).")
+
+
+def check_most_confused(answer: tuple | None, cm: torch.Tensor, class_names=None) -> Feedback:
+    """Exercise: find ``(true_class, predicted_class)`` of the largest off-diagonal entry of ``cm``."""
+    if answer is None:
+        return _not_done("set answer = (true_class, predicted_class).")
+    cm = torch.as_tensor(cm).clone()
+    names = list(class_names) if class_names is not None else [str(i) for i in range(cm.shape[0])]
+    diag_max = cm.diag().max().item()
+    off = cm.clone()
+    off.fill_diagonal_(-1)
+    best = off.max().item()
+    winners = {(names[i], names[j]) for i, j in (off == best).nonzero().tolist()}
+    try:
+        given = (str(answer[0]), str(answer[1]))
+    except (TypeError, IndexError):
+        return _report(False, f"answer should be a pair (true_class, predicted_class), got {answer!r}.")
+    if given in winners:
+        return _report(True, f"Correct: {given[0]} is mistaken for {given[1]} {int(best)} times, the most of any pair.")
+    if (given[1], given[0]) in winners:
+        return _report(False, "Close: you have the pair but the wrong way round. Rows are true classes, "
+                              "columns are predictions: cm[true, predicted].")
+    if given[0] == given[1]:
+        return _report(False, "That is a diagonal entry: correct predictions. Ignore the diagonal "
+                              "(e.g. cm.fill_diagonal_(0)) before taking the maximum.")
+    try:
+        count = int(cm[names.index(given[0]), names.index(given[1])])
+    except ValueError:
+        return _report(False, f"{given} are not class names; use names from {names}.")
+    hint = " (larger than any mistake: is that the diagonal?)" if count == diag_max else ""
+    return _report(False, f"{given[0]}→{given[1]} happens {count} times{hint}, but another pair happens "
+                          f"{int(best)} times. Look for the largest off-diagonal entry.")
+
+
+# --- notebook 02 ---------------------------------------------------------------------------
+
+def check_soft_targets(my_soft_targets: Callable[[torch.Tensor, float], torch.Tensor] | None) -> Feedback:
+    """Exercise: ``my_soft_targets(logits, T)`` returns softmax(logits / T) over the class dimension."""
+    if my_soft_targets is None:
+        return _not_done("define my_soft_targets(logits, T).")
+    logits = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 3.0, 1.0, -1.0]])
+    T = 4.0
+    value, err = _call(my_soft_targets, logits, T)
+    if err == "not_done":
+        return _not_done("my_soft_targets still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = torch.as_tensor(value).float()
+    expected = losses.soft_targets(logits, T)
+    if value.shape != expected.shape:
+        return _report(False, f"Your output has shape {tuple(value.shape)}; expected {tuple(expected.shape)}: "
+                              "one distribution per example.")
+    if torch.allclose(value, expected, atol=1e-5):
+        big, err = _call(my_soft_targets, torch.tensor([[1000.0, 0.0, -1000.0]]), 1.0)
+        if err is None and not torch.isfinite(torch.as_tensor(big)).all():
+            return _report(False, "Right for ordinary logits, but it overflows to NaN for logits of ±1000: subtract "
+                                  "the maximum logit before exp(), or use torch.softmax.")
+        return _report(True, "Correct: each row sums to 1 and higher T flattens it.")
+    candidates = {
+        "you forgot to divide by T (that is the T = 1 softmax)": torch.softmax(logits, 1),
+        "you multiplied by T; divide the logits by T instead": torch.softmax(logits * T, 1),
+        "those are log-probabilities (log_softmax); use softmax": torch.log_softmax(logits / T, 1),
+        "you normalised over the batch (dim=0); normalise over classes (dim=1 or -1)": torch.softmax(logits / T, 0),
+        "you divided the probabilities by T after the softmax; divide the logits before it": torch.softmax(logits, 1) / T,
+    }
+    for mistake, wrong in candidates.items():
+        if wrong.shape == value.shape and torch.allclose(value, wrong, atol=1e-5):
+            return _report(False, f"Not quite: {mistake}.")
+    sums = value.sum(-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        return _report(False, f"Each row should sum to 1, yours sum to {sums.tolist()}: exponentiate, then divide by "
+                              "the row's total.")
+    return _report(False, "The values differ from softmax(logits / T); compare with kdlab.losses.soft_targets.")
+
+
+def check_entropy_bits(my_entropy: Callable[[torch.Tensor], torch.Tensor] | None) -> Feedback:
+    """Exercise: ``my_entropy(p)`` returns the entropy in bits of each row of ``p``, with 0·log 0 = 0."""
+    if my_entropy is None:
+        return _not_done("define my_entropy(p).")
+    p = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
+    value, err = _call(my_entropy, p)
+    if err == "not_done":
+        return _not_done("my_entropy still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = torch.as_tensor(value).float().flatten()
+    expected = torch.tensor([1.0, 2.0, 0.0])
+    if value.shape != expected.shape:
+        return _report(False, f"Return one entropy per row: shape {tuple(expected.shape)}, got {tuple(value.shape)}.")
+    if torch.isnan(value).any():
+        return _report(False, "You got NaN: 0 · log 0 must count as 0. Clamp p (p.clamp_min(1e-30)) inside the log, "
+                              "or mask the zeros.")
+    if torch.allclose(value, expected, atol=1e-4):
+        return _report(True, "Correct: 1 bit for a fair coin, 2 bits for 4 equal classes, 0 for a certain answer.")
+    if torch.allclose(value, expected * torch.log(torch.tensor(2.0)), atol=1e-4):
+        return _report(False, "Those are nats (natural log). Use torch.log2 for bits.")
+    if torch.allclose(value, -expected, atol=1e-4):
+        return _report(False, "The sign is flipped: entropy is -Σ p log p, which is never negative.")
+    return _report(False, f"Expected {expected.tolist()} bits for the test rows, got {value.tolist()}.")

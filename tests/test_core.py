@@ -1,0 +1,275 @@
+"""Data splits, the training loop and checkpoints: the behaviour the notebooks rely on."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import kdlab
+from kdlab import objectives
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return kdlab.data.load("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return kdlab.data.load("mnist-5k", seed=0)
+
+
+def tiny_mlp(ds, seed=0, hidden=(32,)):
+    return kdlab.models.create("mlp", num_classes=ds.num_classes, input_shape=ds.input_shape, hidden=hidden, seed=seed)
+
+
+# --- data -------------------------------------------------------------------------------
+
+def test_mnist5k_split_sizes_and_fixed_stratified_test(mnist5k):
+    other = kdlab.data.load("mnist-5k", seed=1)
+    assert (len(mnist5k.train), len(mnist5k.val), len(mnist5k.test)) == (3600, 400, 1000)
+    assert torch.equal(mnist5k.test.x, other.test.x) and torch.equal(mnist5k.test.y, other.test.y)
+    assert not torch.equal(mnist5k.val.x, other.val.x)
+    assert torch.bincount(mnist5k.test.y).tolist() == [100] * 10
+    assert torch.bincount(mnist5k.val.y).tolist() == [40] * 10
+
+
+def test_normalisation_uses_train_statistics(mnist5k):
+    pixels = mnist5k.train.x.float() / 255
+    assert mnist5k.train.mean.item() == pytest.approx(pixels.mean().item(), rel=1e-4)
+    assert mnist5k.test.mean is mnist5k.train.mean
+    x = mnist5k.train.inputs()
+    assert x.mean().item() == pytest.approx(0.0, abs=1e-3) and x.std().item() == pytest.approx(1.0, abs=1e-2)
+
+
+def test_shuffled_batches_cover_every_index_once_and_line_up(digits):
+    g = torch.Generator().manual_seed(0)
+    seen = []
+    for x, y, idx in digits.train.batches(100, shuffle=True, generator=g):
+        torch.testing.assert_close(x, digits.train.inputs(idx))
+        assert torch.equal(y, digits.train.y[idx])
+        seen.append(idx)
+    seen = torch.cat(seen)
+    assert sorted(seen.tolist()) == list(range(len(digits.train)))
+    assert seen.tolist() != list(range(len(digits.train)))
+
+
+def test_random_shift_is_a_translation():
+    x = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    x[:, 0, 3, 4] = 255
+    out = kdlab.data.random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    rows, cols = (out[:, 0] == 255).nonzero()[:, 1], (out[:, 0] == 255).nonzero()[:, 2]
+    assert (out[:, 0] == 255).sum(dim=(1, 2)).tolist() == [1] * 64  # one bright pixel, moved, never lost
+    assert set((rows - 3).tolist()) <= set(range(-2, 3)) and set((cols - 4).tolist()) <= set(range(-2, 3))
+    assert len(set(zip(rows.tolist(), cols.tolist()))) > 5  # per-image offsets differ
+
+
+def test_flip_mirrors_left_right():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4).repeat(50, 1, 1, 1)
+    out = kdlab.data.random_flip(x, torch.Generator().manual_seed(0))
+    flipped = (out == x.flip(-1)).flatten(1).all(1)
+    kept = (out == x).flatten(1).all(1)
+    assert (flipped | kept).all() and 20 < int(flipped.sum()) < 80
+
+
+def test_subset_by_mask_and_indices(digits):
+    mask = digits.train.y == 3
+    by_mask = digits.train.subset(mask)
+    assert (by_mask.y == 3).all() and len(by_mask) == int(mask.sum())
+    assert len(digits.train.subset([0, 5, 7])) == 3
+    assert len(digits.with_train(by_mask).train) == len(by_mask)
+
+
+# --- the training loop ------------------------------------------------------------------
+
+class RecordingObjective(objectives.Objective):
+    """Distillation that records whether each batch's teacher logits match teacher(inputs)."""
+
+    uses_teacher = True
+
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = [teacher]  # a list, so the teacher is not registered as a submodule
+        self.max_error = 0.0
+        self.calls = 0
+
+    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
+        with torch.no_grad():
+            direct = self.teacher[0](inputs)
+        self.max_error = max(self.max_error, (direct - teacher_logits).abs().max().item())
+        self.calls += 1
+        return kdlab.losses.kd_loss(student_logits, teacher_logits, 2.0), {}
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_teacher_logits_stay_aligned_with_shuffled_and_augmented_batches(digits, augment):
+    # A teacher whose logits identify the input: any misalignment shows up as a large error.
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    student = tiny_mlp(digits)
+    objective = RecordingObjective(teacher)
+    kdlab.train.fit(student, digits, teacher=teacher, objective=objective, epochs=2, batch_size=64,
+                    augment=augment, progress=False)
+    assert objective.calls == 2 * int(np.ceil(len(digits.train) / 64))
+    assert objective.max_error < 1e-4
+
+
+def test_fit_learns_and_reports_history(digits):
+    model = tiny_mlp(digits)
+    history = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, batch_size=64, progress=False)
+    assert len(history) == 3 and history["train_loss"][-1] < history["train_loss"][0]
+    for key in ("train_loss", "train_acc", "val_acc", "seconds", "samples_per_s"):
+        assert all(np.isfinite(history[key])), key
+    assert kdlab.metrics.evaluate(model, digits.test)["accuracy"] > 0.8
+
+
+def test_any_module_can_be_student_and_teacher_and_the_teacher_stays_frozen(digits):
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    kdlab.train.fit(teacher, digits, epochs=1, progress=False)
+    teacher.zero_grad(set_to_none=True)  # forget the gradients of its own training
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    student = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    history = kdlab.train.fit(student, digits, teacher=teacher, temperature=3.0, alpha=0.7, epochs=2,
+                              progress=False)
+    assert history.config["objective"] == "Distillation"
+    assert history.config["temperature"] == 3.0 and history.config["alpha"] == 0.7
+    assert not teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert {"kd", "ce"} <= set(history.records[0])
+
+
+def test_same_seed_same_numbers_on_cpu(digits):
+    def run(seed):
+        model = kdlab.models.create("mlp", num_classes=10, input_shape=digits.input_shape, hidden=(32,),
+                                    dropout=0.2, seed=seed)
+        history = kdlab.train.fit(model, digits, epochs=2, augment=True, seed=seed, progress=False)
+        return [(r["train_loss"], r["val_acc"]) for r in history.records], model.state_dict()
+
+    (h1, w1), (h2, w2), (h3, _) = run(0), run(0), run(1)
+    assert h1 == h2 and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert h1 != h3
+
+
+def test_objective_extension_point(digits):
+    class Counting(objectives.CrossEntropy):
+        def __init__(self):
+            super().__init__()
+            self.aux_calls = 0
+
+        def auxiliary_step(self, student_logits, targets, teacher_logits, *, inputs=None):
+            self.aux_calls += 1
+            return {"aux": torch.tensor(1.0)}
+
+    objective = Counting()
+    history = kdlab.train.fit(tiny_mlp(digits), digits, objective=objective, epochs=1, batch_size=256,
+                              progress=False)
+    assert objective.aux_calls == int(np.ceil(len(digits.train) / 256))
+    assert history.records[0]["aux"] == pytest.approx(1.0)
+
+
+def test_lr_schedules():
+    from kdlab.train import _lr_at
+
+    assert _lr_at(0, 100, 1.0, "cosine", 0) == pytest.approx(1.0)
+    assert _lr_at(50, 100, 1.0, "cosine", 0) == pytest.approx(0.5)
+    assert _lr_at(9, 100, 1.0, "cosine", 10) == pytest.approx(1.0)
+    assert _lr_at(0, 100, 1.0, "cosine", 10) == pytest.approx(0.1)
+    assert _lr_at(99, 100, 1.0, "constant", 0) == 1.0
+    assert max(_lr_at(s, 100, 1.0, "onecycle", 0) for s in range(100)) == pytest.approx(1.0)
+
+
+def test_auto_device_honours_environment(monkeypatch):
+    monkeypatch.setenv("KDLAB_DEVICE", "cpu")
+    assert kdlab.devices.resolve("auto").type == "cpu"
+
+
+# --- models, metrics, checkpoints -------------------------------------------------------
+
+def test_model_parameter_counts_and_shapes():
+    mlp = kdlab.models.create("mlp", num_classes=10, input_shape=(1, 28, 28), hidden=(800, 800))
+    assert kdlab.models.count_params(mlp) == 1_276_810  # 784*800+800 + 800*800+800 + 800*10+10
+    resnet20 = kdlab.models.create("resnet", num_classes=10, input_shape=(3, 32, 32), depth=20)
+    assert 0.26e6 < kdlab.models.count_params(resnet20) < 0.28e6  # He et al. 2016: 0.27M
+    for name, shape in (("cnn", (1, 28, 28)), ("cnn", (1, 8, 8)), ("resnet", (3, 32, 32)), ("linear", (1, 8, 8))):
+        model = kdlab.models.create(name, num_classes=7, input_shape=shape)
+        assert kdlab.models.output_shape(model, shape) == (7,)
+
+
+def test_seeded_init_is_deterministic_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    a = kdlab.models.create("mlp", num_classes=10, input_shape=(1, 8, 8), hidden=(16,), seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    b = kdlab.models.create("mlp", num_classes=10, input_shape=(1, 8, 8), hidden=(16,), seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_metrics_against_reference_implementations():
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(300, 5, generator=gen) * 2
+    y = torch.randint(0, 5, (300,), generator=gen)
+    pred = logits.argmax(1)
+    assert kdlab.metrics.f1_macro(pred, y, 5) == pytest.approx(f1_score(y, pred, average="macro"))
+    np.testing.assert_array_equal(kdlab.metrics.confusion_matrix(pred, y, 5).numpy(), confusion_matrix(y, pred))
+    probs = logits.softmax(1)
+    conf, correct = probs.max(1)[0], (pred == y).float()
+    edges = np.linspace(0, 1, 16)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.float().mean().item() * abs(correct[inside].mean().item() - conf[inside].mean().item())
+    assert kdlab.metrics.reliability(probs, y)["ece"] == pytest.approx(ece, abs=1e-6)
+
+
+def test_mean_ci_is_the_t_interval():
+    from scipy import stats
+
+    values = [0.95, 0.96, 0.97, 0.955, 0.962]
+    mean, half = kdlab.metrics.mean_ci(values)
+    lo, hi = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and half == pytest.approx((hi - lo) / 2)
+
+
+def test_fidelity_of_a_model_to_itself(digits):
+    model = tiny_mlp(digits)
+    m = kdlab.metrics.evaluate(model, digits.test, teacher=model)
+    assert m["agreement"] == 1.0 and m["kl_to_teacher"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_checkpoint_roundtrip_atomic_and_no_silent_overwrite(digits, tmp_path):
+    model = tiny_mlp(digits)
+    path = kdlab.checkpoint.save(model, tmp_path / "m.pt", dataset="digits", metrics={"accuracy": 0.5})
+    loaded, meta = kdlab.checkpoint.load(path)
+    x = digits.test.inputs()
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert meta == {"dataset": "digits", "metrics": {"accuracy": 0.5}}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary files left behind
+    original = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        kdlab.checkpoint.save(tiny_mlp(digits, seed=1), path)
+    assert path.read_bytes() == original
+    kdlab.checkpoint.save(tiny_mlp(digits, seed=1), path, overwrite=True)
+    assert path.read_bytes() != original
+
+
+def test_custom_modules_need_model_to_load(digits, tmp_path):
+    custom = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    path = kdlab.checkpoint.save(custom, tmp_path / "c.pt")
+    with pytest.raises(kdlab.errors.CheckpointError, match="model="):
+        kdlab.checkpoint.load(path)
+    loaded, _ = kdlab.checkpoint.load(path, model=nn.Sequential(nn.Flatten(), nn.Linear(64, 10)))
+    torch.testing.assert_close(loaded[1].weight, custom[1].weight)
+
+
+def test_compressed_size_shrinks_for_sparse_weights(digits):
+    model = tiny_mlp(digits, hidden=(256,))
+    dense = kdlab.checkpoint.file_size(model, compressed=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_((torch.rand_like(p) < 0.1).float())
+    assert kdlab.checkpoint.file_size(model, compressed=True) < 0.5 * dense
+    assert kdlab.checkpoint.file_size(model) == pytest.approx(kdlab.checkpoint.file_size(tiny_mlp(digits, hidden=(256,))), rel=0.01)
