@@ -7,9 +7,10 @@ training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
 ``lab``, ``plots``, ``checks`` the notebooks' plumbing, figures and exercise checks.
 """
 
-from . import checkpoint, checks, data, devices, errors, lab, losses, metrics, models, objectives, plots, train, validate
+from . import (checkpoint, checks, data, devices, errors, experiments, lab, losses, metrics, models, objectives, plots,
+               train, validate, widgets)
 
 __version__ = "0.1.0"
 
-__all__ = ["checkpoint", "checks", "data", "devices", "errors", "lab", "losses", "metrics", "models", "objectives",
-           "plots", "train", "validate", "__version__"]
+__all__ = ["checkpoint", "checks", "data", "devices", "errors", "experiments", "lab", "losses", "metrics", "models", "objectives",
+           "plots", "train", "validate", "widgets", "__version__"]

@@ -178,3 +178,65 @@ def check_entropy_bits(my_entropy: Callable[[torch.Tensor], torch.Tensor] | None
     if torch.allclose(value, -expected, atol=1e-4):
         return _report(False, "The sign is flipped: entropy is -Σ p log p, which is never negative.")
     return _report(False, f"Expected {expected.tolist()} bits for the test rows, got {value.tolist()}.")
+
+
+# --- notebook 04 ---------------------------------------------------------------------------
+
+def check_gap_closed(my_gap_closed: Callable[[float, float, float], float] | None) -> Feedback:
+    """Exercise: ``my_gap_closed(student, scratch, teacher)`` returns the fraction of the
+    teacher-scratch accuracy gap that the distilled student closes."""
+    if my_gap_closed is None:
+        return _not_done("define my_gap_closed(student, scratch, teacher).")
+    student, scratch, teacher = 0.97, 0.95, 0.99  # closes half the gap
+    value, err = _call(my_gap_closed, student, scratch, teacher)
+    if err == "not_done":
+        return _not_done("my_gap_closed still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = float(value)
+    if abs(value - 0.5) < 1e-6:
+        other, _ = _call(my_gap_closed, 0.95, 0.95, 0.99)
+        if other is not None and abs(float(other)) > 1e-9:
+            return _report(False, "Right for the first case, but a student no better than scratch closes 0% of the gap.")
+        return _report(True, "Correct: (student − scratch) / (teacher − scratch). Hinton et al. closed about 90% "
+                             "on full MNIST (146 → 74 errors against a 67-error teacher).")
+    if abs(value - 50.0) < 1e-4:
+        return _report(False, "You returned a percentage (50); return a fraction (0.5).")
+    if abs(value - 0.02) < 1e-6:
+        return _report(False, "That is the gain in accuracy (student − scratch); divide it by the gap (teacher − scratch).")
+    if abs(value - (student - scratch) / teacher) < 1e-6 or abs(value - student / teacher) < 1e-6:
+        return _report(False, "Divide by the gap between teacher and scratch, not by the teacher's accuracy.")
+    if abs(value + 0.5) < 1e-6 or abs(value - 2.0) < 1e-6:
+        return _report(False, "Check the order: the numerator is student − scratch and the denominator teacher − scratch.")
+    return _report(False, f"For student 0.97, scratch 0.95, teacher 0.99 the answer is 0.5; you returned {value:.4f}.")
+
+
+def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bins: int = 15) -> Feedback:
+    """Exercise: ``my_ece(probs, targets)`` returns the expected calibration error with
+    ``n_bins`` equal-width confidence bins: sum_b |B_b|/N · |acc(B_b) − conf(B_b)|."""
+    from .metrics import reliability
+
+    if my_ece is None:
+        return _not_done("define my_ece(probs, targets).")
+    gen = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(400, 10, generator=gen) * 3, dim=1)
+    targets = torch.randint(0, 10, (400,), generator=gen)
+    targets[:200] = probs[:200].argmax(1)
+    expected = reliability(probs, targets, n_bins)["ece"]
+    value, err = _call(my_ece, probs, targets)
+    if err == "not_done":
+        return _not_done("my_ece still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = float(value)
+    if abs(value - expected) < 1e-4:
+        return _report(True, f"Correct: ECE = {value:.4f} on the test batch.")
+    conf, pred = probs.max(1)
+    correct = (pred == targets).float()
+    if abs(value - abs(correct.mean() - conf.mean()).item()) < 1e-4:
+        return _report(False, "That is the overall |accuracy − confidence| (one bin). Split the examples into "
+                              f"{n_bins} equal-width confidence bins and weight each bin's gap by its share of examples.")
+    if abs(value - expected * 100) < 1e-2:
+        return _report(False, "You returned a percentage; return a fraction.")
+    return _report(False, f"Expected {expected:.4f}, got {value:.4f}. Use the top-1 probability as the confidence, "
+                          f"bins (i/{n_bins}, (i+1)/{n_bins}], and weight |acc − conf| by the bin's fraction of examples.")

@@ -174,11 +174,13 @@ def train_teacher(ds: data.Dataset, *, smoke: bool = False, seed: int = 0, devic
 
 
 def load_or_train_teacher(ds: data.Dataset, checkpoint_dir: str | os.PathLike, *, smoke: bool = False,
-                          seed: int = 0, device: str = "auto", progress: bool = True) -> tuple[nn.Module, dict]:
+                          seed: int = 0, device: str = "auto", progress: bool = True,
+                          **overrides) -> tuple[nn.Module, dict]:
     """The teacher notebook 01 saved for ``ds``, or a new one trained now (with a message).
 
     Returns ``(teacher, metadata)``; the teacher is in eval mode. A teacher trained
-    here is saved where notebook 01 would have put it, never over an existing file.
+    here (with :func:`teacher_recipe`, updated by ``overrides`` such as ``epochs``)
+    is saved where notebook 01 would have put it, never over an existing file.
     """
     path = teacher_path(checkpoint_dir, ds.name, smoke)
     if path.exists():
@@ -188,8 +190,8 @@ def load_or_train_teacher(ds: data.Dataset, checkpoint_dir: str | os.PathLike, *
         return teacher, meta
     print(f"No teacher checkpoint at {path}: training one now with notebook 01's recipe "
           f"({'seconds' if smoke else 'about a minute on a laptop CPU'}). Run notebook 01 to see how.")
-    teacher, history = train_teacher(ds, smoke=smoke, seed=seed, device=device, progress=progress)
-    meta = {"dataset": ds.name, "smoke": smoke, "seed": seed, "recipe": teacher_recipe(ds.name, smoke),
+    teacher, history = train_teacher(ds, smoke=smoke, seed=seed, device=device, progress=progress, **overrides)
+    meta = {"dataset": ds.name, "smoke": smoke, "seed": seed, "recipe": {**teacher_recipe(ds.name, smoke), **overrides},
             "test_metrics": metrics.evaluate(teacher, ds.test), "train_seconds": history.total_seconds}
     try:
         checkpoint.save(teacher, path, **meta)

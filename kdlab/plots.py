@@ -109,6 +109,8 @@ def plot_soft_targets(probs_by_t: Mapping[float, torch.Tensor], class_names: Seq
     """Bar charts of one example's class distribution at several temperatures (one panel each).
     A log scale makes the small probabilities (the "dark knowledge") visible."""
     temps = list(probs_by_t)
+    # The log axis reaches down to the smallest probability shown, so no bar is cut off.
+    smallest = min(float(torch.as_tensor(p).clamp_min(1e-38).min()) for p in probs_by_t.values())
     if axes is None:
         fig, axes = plt.subplots(1, len(temps), figsize=(2.6 * len(temps), 2.6), sharey=True, squeeze=False)
         axes = axes[0]
@@ -121,7 +123,7 @@ def plot_soft_targets(probs_by_t: Mapping[float, torch.Tensor], class_names: Seq
         ax.set_title(f"T = {T:g}")
         if log:
             ax.set_yscale("log")
-            ax.set_ylim(1e-8, 1.5)
+            ax.set_ylim(smallest / 3, 1.5)
         else:
             ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("probability" + (" (log scale)" if log else ""))
