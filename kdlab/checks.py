@@ -240,3 +240,91 @@ def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bi
         return _report(False, "You returned a percentage; return a fraction.")
     return _report(False, f"Expected {expected:.4f}, got {value:.4f}. Use the top-1 probability as the confidence, "
                           f"bins (i/{n_bins}, (i+1)/{n_bins}], and weight |acc − conf| by the bin's fraction of examples.")
+
+
+# --- notebook 03 ---------------------------------------------------------------------------
+
+def _kd_variants(s: torch.Tensor, t: torch.Tensor, T: float) -> dict[str, torch.Tensor]:
+    """The usual wrong versions of the KD loss, each with the feedback that names its mistake."""
+    import torch.nn.functional as F
+
+    log_ps, log_pt = F.log_softmax(s / T, 1), F.log_softmax(t / T, 1)
+    ps, pt = log_ps.exp(), log_pt.exp()
+    kl = (pt * (log_pt - log_ps)).sum(1).mean()
+    return {
+        "The T² factor is missing: multiply by T*T so the soft term's gradient keeps its size as T changes.": kl,
+        "The KL runs the wrong way (or student and teacher are swapped): it must be KL(teacher ‖ student), with the "
+        "teacher's probabilities as the weights. F.kl_div(input, target) wants the *student's* log-probabilities "
+        "as input.":
+            T * T * (ps * (log_ps - log_pt)).sum(1).mean(),
+        "You passed probabilities where F.kl_div expects log-probabilities for its first argument: use "
+        "F.log_softmax(student_logits / T, dim=1).": T * T * F.kl_div(ps, pt, reduction="batchmean"),
+        "reduction='mean' divides by batch × classes; use reduction='batchmean' (divide by the batch size only).":
+            T * T * (pt * (log_pt - log_ps)).sum() / pt.numel(),
+        "Divide the logits by T before the softmax, for both student and teacher.":
+            T * T * (F.softmax(t, 1) * (F.log_softmax(t, 1) - F.log_softmax(s, 1))).sum(1).mean(),
+        "You multiplied by T, not T².": T * kl,
+    }
+
+
+def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None) -> Feedback:
+    """Exercise: ``my_kd_loss(student_logits, teacher_logits, T)`` = T² · KL(p_t^T ‖ p_s^T), batch mean."""
+    if my_kd_loss is None:
+        return _not_done("define my_kd_loss(student_logits, teacher_logits, T).")
+    gen = torch.Generator().manual_seed(3)
+    s = torch.randn(16, 10, generator=gen) * 2
+    t = torch.randn(16, 10, generator=gen) * 4
+    T = 3.0
+    value, err = _call(my_kd_loss, s, t, T)
+    if err == "not_done":
+        return _not_done("my_kd_loss still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = torch.as_tensor(value).float()
+    if value.dim() != 0:
+        return _report(False, f"Return one number (a 0-dim tensor), not shape {tuple(value.shape)}: average over the batch.")
+    expected = losses.kd_loss(s, t, T)
+    if torch.allclose(value, expected, rtol=1e-4, atol=1e-6):
+        same, err = _call(my_kd_loss, s, s.clone(), T)
+        if err is None and abs(float(same)) > 1e-5:
+            return _report(False, "Right value, but the loss should be 0 when student and teacher logits are equal.")
+        return _report(True, f"Correct: {float(value):.4f}, equal to kdlab.losses.kd_loss.")
+    for message, wrong in _kd_variants(s, t, T).items():
+        if torch.allclose(value, wrong, rtol=1e-4, atol=1e-6):
+            return _report(False, message)
+    return _report(False, f"Expected {float(expected):.4f} for the test batch, got {float(value):.4f}. Recipe: "
+                          "log_softmax(student/T), softmax(teacher/T), F.kl_div(..., reduction='batchmean') · T².")
+
+
+def check_distillation_loss(my_loss: Callable | None) -> Feedback:
+    """Exercise: ``my_loss(student_logits, teacher_logits, targets, T, alpha)`` =
+    alpha · kd_loss + (1 − alpha) · CE, with alpha on the SOFT term (kdlab's convention)."""
+    import torch.nn.functional as F
+
+    if my_loss is None:
+        return _not_done("define my_loss(student_logits, teacher_logits, targets, T, alpha).")
+    gen = torch.Generator().manual_seed(4)
+    s = torch.randn(16, 10, generator=gen) * 2
+    t = torch.randn(16, 10, generator=gen) * 4
+    y = torch.randint(0, 10, (16,), generator=gen)
+    T, alpha = 4.0, 0.8
+    value, err = _call(my_loss, s, t, y, T, alpha)
+    if err == "not_done":
+        return _not_done("my_loss still raises NotImplementedError.")
+    if err is not None:
+        return err
+    value = float(torch.as_tensor(value))
+    kd, ce = losses.kd_loss(s, t, T).item(), F.cross_entropy(s, y).item()
+    expected = alpha * kd + (1 - alpha) * ce
+    if abs(value - expected) < 1e-4:
+        return _report(True, f"Correct: {value:.4f} = {alpha}·{kd:.3f} (soft) + {1 - alpha:.1f}·{ce:.3f} (hard).")
+    if abs(value - ((1 - alpha) * kd + alpha * ce)) < 1e-4:
+        return _report(False, "alpha is on the hard term. In kdlab alpha weights the SOFT (distillation) term: "
+                              "alpha·KD + (1−alpha)·CE. (Some papers use the other convention.)")
+    if abs(value - (alpha * kd / (T * T) + (1 - alpha) * ce)) < 1e-4:
+        return _report(False, "The soft term lacks T²: use kdlab.losses.kd_loss or multiply your KL by T·T.")
+    if abs(value - (kd + ce)) < 1e-4:
+        return _report(False, "You added the terms without weights; multiply by alpha and (1 − alpha).")
+    if abs(value - (alpha * kd + (1 - alpha) * F.cross_entropy(s / T, y).item())) < 1e-4:
+        return _report(False, "The hard-label term uses T = 1: cross-entropy on the raw student logits, not logits / T.")
+    return _report(False, f"Expected {expected:.4f}, got {value:.4f}: alpha·kd_loss(s, t, T) + (1 − alpha)·cross_entropy(s, y).")
