@@ -1,0 +1,117 @@
+"""The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, list.
+
+    kdlab run [NOTEBOOK ...] [-p NAME VALUE ...] [-f params.yaml] [--smoke] [--out DIR]
+    kdlab sweep NOTEBOOK -p temperature 1 2 4 8 -p seed 0 1 2 [-j N] [--smoke] [--out DIR] [--metric NAME]
+    kdlab report RUN_DIR
+    kdlab list
+
+Bad input (an unknown parameter, a value of the wrong type, a missing notebook,
+an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import runs
+from .errors import KdlabError
+
+
+def _read_yaml(path: str | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"parameter file {path!r} does not exist.")
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise KdlabError(f"parameter file {path!r} must hold a mapping of NAME: VALUE, got {type(data).__name__}.")
+    return data
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdlab", description="Run kdlab's notebooks as experiments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute notebooks (default: the whole numbered sequence) into a new run folder")
+    run.add_argument("notebooks", nargs="*", help="notebook paths or names (e.g. 04 or 04_student_comparison)")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                     help="set a parameter in every notebook that declares it (value read as YAML)")
+    run.add_argument("-f", "--file", help="YAML file of NAME: VALUE parameters")
+    run.add_argument("--smoke", action="store_true", help="smoke mode: seconds per notebook, on digits")
+    run.add_argument("--out", default="runs", help="parent folder of the new run folder (default: runs)")
+
+    sw = sub.add_parser("sweep", help="run one notebook over a grid of parameters, resumably")
+    sw.add_argument("notebook")
+    sw.add_argument("-p", "--param", nargs="+", action="append", default=[], metavar="NAME VALUE",
+                    help="a swept parameter and its values: -p temperature 1 2 4")
+    sw.add_argument("-f", "--file", help="YAML file: fixed parameters (scalars) and swept ones (lists)")
+    sw.add_argument("-j", "--jobs", type=int, default=1, help="points run in parallel (default 1)")
+    sw.add_argument("--smoke", action="store_true")
+    sw.add_argument("--out", default="runs", help="parent folder of the sweep folder (default: runs)")
+    sw.add_argument("--metric", help="metric for the summary figure (default: distilled_accuracy if present)")
+
+    rep = sub.add_parser("report", help="render a run or sweep folder as report.md and report.html")
+    rep.add_argument("run_dir")
+
+    sub.add_parser("list", help="show the notebooks and their parameters")
+    return parser
+
+
+def _list() -> None:
+    notebooks = runs.sequence()
+    if not notebooks:
+        print(f"no numbered notebooks found in {runs.notebook_dir()}")
+    for nb in notebooks:
+        print(nb.name)
+        for name, spec in runs.inspect_parameters(nb).items():
+            print(f"    {name:<22} {spec['type'].__name__:<6} {spec['default']!r:<22} {spec['help']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    smoke = getattr(args, "smoke", False) or os.environ.get("KDLAB_SMOKE", "").lower() in ("1", "true", "yes")
+    try:
+        if args.command == "list":
+            _list()
+            return 0
+        if args.command == "report":
+            md, html_path = runs.report(Path(args.run_dir))
+            print(f"wrote {md} and {html_path}")
+            return 0
+        if args.command == "run":
+            notebooks = [runs.resolve_notebook(n) for n in args.notebooks] or runs.sequence()
+            if not notebooks:
+                raise FileNotFoundError(f"no numbered notebooks found in {runs.notebook_dir()}.")
+            params = _read_yaml(args.file)
+            params.update({name: runs.parse_value(value) for name, value in args.param})
+            folder, ok = runs.run_notebooks(notebooks, params, smoke=smoke, out=Path(args.out), argv=["kdlab", *argv])
+            print(f"run folder: {folder}")
+            return 0 if ok else 1
+        # sweep
+        notebook = runs.resolve_notebook(args.notebook)
+        grid, fixed = {}, {}
+        for name, value in _read_yaml(args.file).items():
+            (grid if isinstance(value, list) and not isinstance(runs.inspect_parameters(notebook).get(
+                name, {}).get("default"), list) else fixed)[name] = value
+        for name, *values in args.param:
+            grid[name] = [runs.parse_value(v) for v in values]
+        if args.jobs < 1:
+            raise KdlabError(f"-j/--jobs={args.jobs} must be at least 1.")
+        folder, failed = runs.sweep(notebook, grid, fixed, smoke=smoke, out=Path(args.out), jobs=args.jobs,
+                                    metric=args.metric)
+        print(f"sweep folder: {folder}")
+        return 1 if failed else 0
+    except (KdlabError, FileNotFoundError, ValueError, TypeError) as err:
+        print(f"kdlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Notebook runs and sweeps over papermill: folders, parameters, aggregation, reports.
+
+* ``run_notebooks`` executes notebooks in order into a new run folder (never an
+  existing one) with ``run.json`` recording parameters, versions, device and times.
+* ``sweep`` executes one notebook over a Cartesian grid of parameters, in parallel,
+  resumably: its folder name is a hash of the grid, a point is done when its
+  ``metrics.json`` exists, and a failed point is retried on the next call.
+* ``aggregate`` writes ``results.csv`` and a mean ± 95% CI summary figure;
+  ``report`` renders a run or sweep folder as Markdown and HTML.
+
+Parameters are checked against papermill's own inspection of the notebook's
+``parameters`` cell before anything runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import datetime as _dt
+import hashlib
+import html
+import itertools
+import json
+import math
+import os
+import platform
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from .errors import ParameterError, ParameterTypeError
+
+INJECTED = ("output_dir", "smoke")  # set by the runner for every notebook
+
+
+def notebook_dir(start: Path | None = None) -> Path:
+    """The kit's ``notebooks/`` folder: ``$KDLAB_NOTEBOOKS``, or found from the working directory."""
+    if os.environ.get("KDLAB_NOTEBOOKS"):
+        return Path(os.environ["KDLAB_NOTEBOOKS"])
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and any((folder / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            return folder / "notebooks"
+    return here / "notebooks"
+
+
+def sequence(folder: Path | None = None) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in order."""
+    return sorted((folder or notebook_dir()).glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_notebook(name: str) -> Path:
+    """A path, or a bare name like ``04_student_comparison`` / ``04``, to an existing notebook."""
+    path = Path(name)
+    if path.suffix == ".ipynb" and path.exists():
+        return path.resolve()
+    matches = [p for p in sequence() if p.stem == name or p.name == name or p.stem.startswith(f"{name}_")]
+    if len(matches) == 1:
+        return matches[0]
+    available = ", ".join(p.name for p in sequence()) or "none found"
+    raise FileNotFoundError(f"notebook {name!r} does not exist; available notebooks: {available}.")
+
+
+def inspect_parameters(path: Path) -> dict[str, dict]:
+    """``{name: {"type": <python type>, "default": value, "help": str}}`` from papermill's inspection."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(path))
+    if not found:
+        raise ParameterError(f"notebook {path.name} has no cell tagged 'parameters', so it cannot be parameterised.")
+    out = {}
+    for name, info in found.items():
+        try:
+            default = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            default = info["default"]
+        out[name] = {"type": type(default), "default": default, "help": info.get("help", "")}
+    return out
+
+
+def parse_value(text):
+    """A command-line value as YAML: ``4`` -> int, ``4.0`` -> float, ``true`` -> bool, ``[8, 8]`` -> list."""
+    import yaml
+
+    if not isinstance(text, str):
+        return text
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def check_value(notebook: str, name: str, value, spec: dict):
+    """``value`` converted to the parameter's type (int -> float allowed), or a clear error."""
+    expected = spec["type"]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool):
+        return value
+    raise ParameterTypeError(f"parameter {name!r}={value!r} has type {type(value).__name__}; expected "
+                             f"{expected.__name__} (default {spec['default']!r}) for notebook {notebook}.")
+
+
+def validate(params: Mapping[str, object], notebooks: Sequence[Path]) -> dict[Path, dict]:
+    """Per notebook, the subset of ``params`` it declares, type-checked. A name that no
+    notebook declares is an error listing the valid names."""
+    specs = {nb: inspect_parameters(nb) for nb in notebooks}
+    known = sorted(set().union(*(s.keys() for s in specs.values())))
+    for name in params:
+        if name not in known:
+            raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(known)}.")
+    return {nb: {name: check_value(nb.name, name, params[name], spec[name])
+                 for name in params if name in spec} for nb, spec in specs.items()}
+
+
+def new_folder(base: Path, prefix: str) -> Path:
+    """A new folder ``base/prefix-YYYYmmdd-HHMMSS[-n]``, created atomically (never reused)."""
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in itertools.count(1):
+        path = base / (f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def versions() -> dict:
+    import papermill
+    import torch
+    import torchvision
+
+    from . import __version__
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "papermill": papermill.__version__, "kdlab": __version__, "platform": platform.platform()}
+
+
+def device_name() -> str:
+    from . import devices
+    return devices.describe(devices.resolve("auto"))
+
+
+def execute(notebook: Path, executed: Path, parameters: dict) -> float:
+    """Run one notebook with papermill in its own folder; returns the seconds it took."""
+    import papermill
+
+    t0 = time.perf_counter()
+    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+                               kernel_name="python3", progress_bar=False, log_output=False)
+    return time.perf_counter() - t0
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, smoke: bool, out: Path,
+                  argv: Sequence[str] = ()) -> tuple[Path, bool]:
+    """Execute ``notebooks`` in order into a new run folder; returns ``(folder, all_ok)``."""
+    per_notebook = validate(params, notebooks)
+    folder = new_folder(out, "run")
+    record = {"command": list(argv), "start": _dt.datetime.now().isoformat(timespec="seconds"),
+              "versions": versions(), "device": device_name(), "smoke": smoke, "notebooks": []}
+    _write_json(folder / "run.json", record)
+    ok = True
+    for nb in notebooks:
+        chosen = dict(per_notebook[nb])
+        declared = inspect_parameters(nb)
+        if "checkpoint_dir" in declared and "checkpoint_dir" not in chosen:
+            # Each run keeps its own teacher, so a run never replaces the one the user trained.
+            chosen["checkpoint_dir"] = str((folder / "checkpoints").resolve())
+        chosen.update(output_dir=str((folder / nb.stem).resolve()), smoke=smoke)
+        entry = {"notebook": nb.name, "parameters": chosen}
+        print(f"running {nb.name} ...", flush=True)
+        try:
+            entry["seconds"] = execute(nb, folder / nb.name, chosen)
+            entry["status"] = "ok"
+        except Exception as err:  # noqa: BLE001 - recorded, reported, and the run goes on
+            ok = False
+            entry.update(status="failed", error=f"{type(err).__name__}: {str(err)[-2000:]}")
+            print(f"  {nb.name} failed: {type(err).__name__}", flush=True)
+        record["notebooks"].append(entry)
+        _write_json(folder / "run.json", record)
+    record["end"] = _dt.datetime.now().isoformat(timespec="seconds")
+    _write_json(folder / "run.json", record)
+    return folder, ok
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+def point_name(point: Mapping[str, object]) -> str:
+    safe = lambda v: "".join(c if c.isalnum() or c in ".-_" else "_" for c in str(v))
+    return ",".join(f"{k}={safe(v)}" for k, v in point.items())
+
+
+def sweep_folder(out: Path, notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping, smoke: bool) -> Path:
+    key = json.dumps({"notebook": notebook.name, "grid": grid, "fixed": fixed, "smoke": smoke}, sort_keys=True,
+                     default=str)
+    return out / f"sweep-{notebook.stem}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def _run_point(notebook: str, folder: str, parameters: dict) -> tuple[str, str | None]:
+    """Worker: run one grid point; returns (folder, error text or None)."""
+    folder_path = Path(folder)
+    try:
+        execute(Path(notebook), folder_path / "executed.ipynb", parameters)
+        (folder_path / "error.txt").unlink(missing_ok=True)
+        return folder, None
+    except Exception:  # noqa: BLE001 - a failed point is recorded and retried next time
+        text = traceback.format_exc()
+        (folder_path / "error.txt").write_text(text)
+        return folder, text.strip().splitlines()[-1]
+
+
+def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, object], *, smoke: bool, out: Path,
+          jobs: int = 1, metric: str | None = None, progress: bool = True) -> tuple[Path, list[str]]:
+    """Run the Cartesian ``grid`` (plus ``fixed`` parameters) of ``notebook``; returns the
+    sweep folder and the failed points' names. Finished points are skipped."""
+    if not grid:
+        raise ParameterError("the grid is empty: give at least one -p NAME VALUE [VALUE ...].")
+    for name, values in grid.items():
+        if not values:
+            raise ParameterError(f"parameter {name!r} has no values; the grid would be empty.")
+    spec = inspect_parameters(notebook)
+    checked_grid = {name: [validate({name: v}, [notebook])[notebook][name] for v in values]
+                    for name, values in grid.items()}
+    checked_fixed = validate(fixed, [notebook])[notebook]
+    folder = sweep_folder(out, notebook, checked_grid, checked_fixed, smoke)
+    folder.mkdir(parents=True, exist_ok=True)
+    points = [dict(zip(checked_grid, combo)) for combo in itertools.product(*checked_grid.values())]
+    _write_json(folder / "sweep.json", {"notebook": str(notebook), "grid": checked_grid, "fixed": checked_fixed,
+                                        "smoke": smoke, "versions": versions(), "device": device_name()})
+    pending = []
+    for point in points:
+        pdir = folder / point_name(point)
+        if (pdir / "metrics.json").exists():
+            continue
+        pdir.mkdir(exist_ok=True)
+        params = {**checked_fixed, **point, "output_dir": str(pdir.resolve()), "smoke": smoke}
+        if "checkpoint_dir" in spec and "checkpoint_dir" not in params:
+            params["checkpoint_dir"] = str((folder / "checkpoints").resolve())
+        _write_json(pdir / "parameters.json", params)
+        pending.append((str(notebook), str(pdir), params))
+    print(f"{len(points)} points, {len(points) - len(pending)} already finished, {len(pending)} to run", flush=True)
+    failures: dict[str, str] = {}
+    bar = None
+    if progress and pending:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(pending), desc="sweep", unit="point")
+
+    def done(result):
+        pdir, error = result
+        if error is not None:
+            failures[Path(pdir).name] = error
+        if bar is not None:
+            bar.update(1)
+
+    if pending:
+        # The first point runs alone so the teacher it may train is saved before the others start.
+        done(_run_point(*pending[0]))
+        rest = pending[1:]
+        if jobs > 1 and len(rest) > 1:
+            with ProcessPoolExecutor(max_workers=jobs) as pool:
+                for future in as_completed([pool.submit(_run_point, *args) for args in rest]):
+                    done(future.result())
+        else:
+            for args in rest:
+                done(_run_point(*args))
+    if bar is not None:
+        bar.close()
+    aggregate(folder, metric=metric)
+    for name, error in failures.items():
+        print(f"FAILED {name}: {error} (see {folder / name / 'error.txt'}; re-run the same sweep to retry)")
+    return folder, sorted(failures)
+
+
+def _flatten(metrics: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, bool) or isinstance(value, (int, float)):
+            flat[name] = value
+    return flat
+
+
+def aggregate(folder: Path, metric: str | None = None) -> Path | None:
+    """``results.csv`` (one row per finished point: its parameters, then every scalar metric)
+    and ``summary.png`` (mean ± 95% CI of ``metric`` against the first swept non-seed parameter)."""
+    meta = json.loads((folder / "sweep.json").read_text())
+    names = list(meta["grid"])
+    rows = []
+    for pdir in sorted(p for p in folder.iterdir() if (p / "metrics.json").exists()):
+        params = json.loads((pdir / "parameters.json").read_text())
+        row = {n: params[n] for n in names}
+        row.update({k: v for k, v in _flatten(json.loads((pdir / "metrics.json").read_text())).items() if k not in row})
+        rows.append(row)
+    if not rows:
+        return None
+    columns = names + sorted({k for r in rows for k in r} - set(names))
+    with open(folder / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    numeric = [c for c in columns if c not in names and all(isinstance(r.get(c), (int, float)) and not isinstance(
+        r.get(c), bool) for r in rows)]
+    metric = metric or ("distilled_accuracy" if "distilled_accuracy" in numeric else (numeric[0] if numeric else None))
+    x_name = next((n for n in names if n != "seed"), None)
+    if metric is None or x_name is None or metric not in numeric:
+        return folder / "results.csv"
+    summary_figure(rows, x_name, metric, folder / "summary.png")
+    return folder / "results.csv"
+
+
+def group_ci(rows: Sequence[dict], by: str, metric: str) -> list[tuple]:
+    """``[(value of by, mean, ci95, n)]`` of ``metric``, averaging over every other column (seeds)."""
+    from .metrics import mean_ci
+
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(r[by], []).append(r[metric])
+    out = []
+    for key in sorted(groups, key=lambda k: (isinstance(k, str), k)):
+        mean, half = mean_ci(groups[key])
+        out.append((key, mean, half, len(groups[key])))
+    return out
+
+
+def summary_figure(rows: Sequence[dict], x_name: str, metric: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    stats = group_ci(rows, x_name, metric)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = list(range(len(stats))) if any(isinstance(s[0], str) for s in stats) else [s[0] for s in stats]
+    ax.errorbar(xs, [s[1] for s in stats], yerr=[0 if math.isnan(s[2]) else s[2] for s in stats], marker="o", capsize=4)
+    if xs != [s[0] for s in stats]:
+        ax.set_xticks(xs, [str(s[0]) for s in stats])
+    ax.set(xlabel=x_name, ylabel=metric, title=f"{metric}: mean ± 95% CI over the other parameters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def report(folder: Path) -> tuple[Path, Path]:
+    """Write ``report.md`` and ``report.html`` for a run or sweep folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"RUN_DIR {str(folder)!r} does not exist.")
+    sections: list[tuple[str, list[str], list[list[str]]]] = []  # (title, header, rows)
+    if (folder / "sweep.json").exists():
+        meta = json.loads((folder / "sweep.json").read_text())
+        title = f"Sweep of {Path(meta['notebook']).name}"
+        results = folder / "results.csv"
+        if results.exists():
+            with open(results) as fh:
+                rows = [{k: parse_value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+            names = list(meta["grid"])
+            x_name = next((n for n in names if n != "seed"), names[0])
+            key_metrics = [m for m in ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed") if m in rows[0]]
+            key_metrics = key_metrics or [c for c in rows[0] if c not in names][:4]
+            for m in key_metrics:
+                stats = group_ci(rows, x_name, m)
+                sections.append((f"{m} by {x_name} (mean ± 95% CI)", [x_name, "mean", "± 95% CI", "n"],
+                                 [[_fmt(s[0]), _fmt(s[1]), _fmt(s[2]), str(s[3])] for s in stats]))
+            shown = names + key_metrics
+            sections.append(("All points", shown, [[_fmt(r.get(c, "")) for c in shown] for r in rows]))
+        failed = [p.name for p in folder.iterdir() if (p / "error.txt").exists()]
+        if failed:
+            sections.append(("Failed points", ["point"], [[f] for f in sorted(failed)]))
+    elif (folder / "run.json").exists():
+        meta = json.loads((folder / "run.json").read_text())
+        title = f"Run {folder.name}"
+        rows = []
+        for entry in meta["notebooks"]:
+            mfile = folder / Path(entry["notebook"]).stem / "metrics.json"
+            flat = _flatten(json.loads(mfile.read_text())) if mfile.exists() else {}
+            scalars = {k: v for k, v in flat.items() if "." not in k}
+            rows.append([entry["notebook"], entry["status"], _fmt(entry.get("seconds", "")),
+                         "; ".join(f"{k}={_fmt(v)}" for k, v in sorted(scalars.items()))])
+        sections.append(("Notebooks", ["notebook", "status", "seconds", "metrics"], rows))
+    else:
+        raise FileNotFoundError(f"{str(folder)!r} is neither a run folder (run.json) nor a sweep folder (sweep.json).")
+    figures = sorted(p.relative_to(folder) for p in folder.rglob("*.png"))
+    md = [f"# {title}", "", f"Folder: `{folder}`", ""]
+    for name, header, rows in sections:
+        md += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    if figures:
+        md += ["## Figures", ""] + [f"![{f}]({f.as_posix()})" for f in figures]
+    md_path = folder / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+    esc = html.escape
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{esc(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}</style>", f"<h1>{esc(title)}</h1>"]
+    for name, header, rows in sections:
+        parts.append(f"<h2>{esc(name)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
+        parts.append("</table>")
+    if figures:
+        parts.append("<h2>Figures</h2>")
+        parts += [f"<figure><img src='{esc(f.as_posix())}'><figcaption>{esc(str(f))}</figcaption></figure>" for f in figures]
+    html_path = folder / "report.html"
+    html_path.write_text("\n".join(parts) + "\n")
+    return md_path, html_path

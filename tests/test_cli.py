@@ -1,0 +1,122 @@
+"""The kdlab command line: runs, sweeps (with resume), reports, and errors before anything runs."""
+
+import csv
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from kdlab import cli, runs
+
+ROOT = Path(__file__).resolve().parents[1]
+NB04 = ROOT / "notebooks" / "04_student_comparison.ipynb"
+
+
+def fixture_notebook(folder: Path) -> Path:
+    """A one-second notebook with a parameters cell. It fails while the file named by
+    `fail_marker` exists, and appends each execution to `log_file`."""
+    params = new_code_cell('temperature = 4.0  # a float\nseed = 0  # an int\nsmoke = False  # a bool\n'
+                           'output_dir = ""  # where metrics go\nfail_marker = ""  # fail while this file exists\n'
+                           'log_file = ""  # executions are appended here')
+    params.metadata["tags"] = ["parameters"]
+    body = new_code_cell(
+        "import json, os, pathlib\n"
+        "if log_file:\n    open(log_file, 'a').write(f'{temperature},{seed}\\n')\n"
+        "if fail_marker and os.path.exists(fail_marker) and temperature == 2.0 and seed == 1:\n"
+        "    raise RuntimeError('deliberate failure')\n"
+        "pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+        "json.dump({'accuracy': 0.9 + temperature / 100 + seed / 1000, 'smoke': smoke},"
+        " open(pathlib.Path(output_dir) / 'metrics.json', 'w'))")
+    nb = new_notebook(cells=[params, body])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / "99_fixture.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def read_rows(folder: Path) -> list[dict]:
+    with open(folder / "results.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_sweep_of_notebook_04_on_digits_gives_four_rows(tmp_path):
+    code = cli.main(["sweep", str(NB04), "-p", "temperature", "1", "4", "-p", "seed", "0", "1", "--smoke",
+                     "-j", "2", "--out", str(tmp_path)])
+    assert code == 0
+    folder = next(tmp_path.glob("sweep-04_student_comparison-*"))
+    rows = read_rows(folder)
+    assert len(rows) == 4
+    assert {(r["temperature"], r["seed"]) for r in rows} == {("1.0", "0"), ("1.0", "1"), ("4.0", "0"), ("4.0", "1")}
+    assert all(float(r["distilled_accuracy"]) >= 0 for r in rows)
+    assert (folder / "summary.png").exists()
+    md, html = runs.report(folder)
+    assert "distilled_accuracy by temperature" in md.read_text() and html.exists()
+
+
+@pytest.mark.slow
+def test_sweep_resumes_after_a_failed_point(tmp_path):
+    nb = fixture_notebook(tmp_path)
+    marker, log = tmp_path / "fail", tmp_path / "log.txt"
+    marker.write_text("fail")
+    args = ["sweep", str(nb), "-p", "temperature", "1", "2", "-p", "seed", "0", "1", "-f", str(tmp_path / "p.yaml"),
+            "--out", str(tmp_path / "runs"), "-j", "2"]
+    (tmp_path / "p.yaml").write_text(f"fail_marker: {marker}\nlog_file: {log}\n")
+    assert cli.main(args) == 1  # one point failed, the other three finished
+    folder = next((tmp_path / "runs").glob("sweep-99_fixture-*"))
+    assert len(read_rows(folder)) == 3
+    assert (folder / "temperature=2.0,seed=1" / "error.txt").exists()
+    marker.unlink()
+    assert cli.main(args) == 0
+    assert len(read_rows(folder)) == 4
+    # The second call ran only the failed point again.
+    executions = log.read_text().split()
+    assert len(executions) == 5 and executions.count("2.0,1") == 2
+    assert not (folder / "temperature=2.0,seed=1" / "error.txt").exists()
+
+
+def test_unknown_parameter_is_rejected_before_running(tmp_path, capsys):
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["sweep", str(nb), "-p", "temprature", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 'temprature'" in err and "temperature" in err and "seed" in err
+    assert not list(tmp_path.glob("sweep-*"))
+
+
+def test_wrong_type_missing_notebook_and_empty_grid(tmp_path, capsys):
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["sweep", str(nb), "-p", "seed", "zero", "--out", str(tmp_path)]) == 2
+    assert "expected int" in capsys.readouterr().err
+    assert cli.main(["run", str(tmp_path / "nope.ipynb"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["sweep", str(nb), "-p", "seed", "--out", str(tmp_path)]) == 2
+    assert "no values" in capsys.readouterr().err
+    assert cli.main(["run", str(nb), "-p", "temperature", "hot", "--out", str(tmp_path)]) == 2
+    assert "expected float" in capsys.readouterr().err
+    assert not list(tmp_path.glob("run-*")) and not list(tmp_path.glob("sweep-*"))
+
+
+@pytest.mark.slow
+def test_run_makes_a_new_folder_each_time(tmp_path):
+    nb = fixture_notebook(tmp_path)
+    out = tmp_path / "runs"
+    assert cli.main(["run", str(nb), "-p", "temperature", "3", "--out", str(out), "--smoke"]) == 0
+    assert cli.main(["run", str(nb), "--out", str(out), "--smoke"]) == 0
+    folders = sorted(out.glob("run-*"))
+    assert len(folders) == 2
+    first = json.loads((folders[0] / "run.json").read_text())
+    assert first["notebooks"][0]["status"] == "ok" and first["notebooks"][0]["parameters"]["temperature"] == 3.0
+    assert {"python", "torch", "kdlab"} <= set(first["versions"]) and first["device"] and first["end"]
+    metrics = json.loads((folders[0] / "99_fixture" / "metrics.json").read_text())
+    assert metrics["smoke"] is True
+    assert (folders[0] / "99_fixture.ipynb").exists()
+    md, _ = runs.report(folders[0])
+    assert "99_fixture.ipynb" in md.read_text()
+
+
+def test_list_shows_parameters(capsys):
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    assert "01_teacher_training.ipynb" in text and "checkpoint_dir" in text and "int" in text
