@@ -78,13 +78,15 @@ def _read(path: str | os.PathLike, kind: str) -> dict:
         raise FileNotFoundError(f"checkpoint path {str(path)!r} does not exist.")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{str(path)!r} is not a kdlab checkpoint: it holds objects that safe loading "
-            f"(weights_only=True) refuses to unpickle ({err}).") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        if isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            # A well-formed torch file whose pickle names classes or functions: kdlab never
+            # unpickles those, because unpickling arbitrary objects can run code.
+            raise CheckpointError(f"{str(path)!r} is not a kdlab checkpoint: it holds Python objects that safe "
+                                  f"loading (weights_only=True) refuses to unpickle ({reason}).") from err
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or truncated and cannot be read "
-                              f"({type(err).__name__}: {err}). Re-create it, or use an earlier copy.") from err
+                              f"({type(err).__name__}: {reason}). Re-create it, or use an earlier copy.") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a kdlab checkpoint (no '{FORMAT}' header); "
                               "it was not written by kdlab.checkpoint.save.")
