@@ -104,21 +104,43 @@ class Split:
         """Normalised float inputs, all of them or those at ``idx``."""
         return self.normalize(self.x if idx is None else self.x[idx])
 
-    def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """This split's augmentation applied to a uint8 batch, on the batch's device."""
+    @property
+    def num_views(self) -> int:
+        """How many distinct augmented views of one image ``augment=True`` can draw
+        (``(2 * max_shift + 1) ** 2`` shifts, times 2 flips for crop_flip; 1 without augmentation)."""
         if self.augment == "none" or self.max_shift == 0:
-            return x_uint8
-        out = random_shift(x_uint8, self.max_shift, generator)
+            return 1
+        return (2 * self.max_shift + 1) ** 2 * (2 if self.augment == "crop_flip" else 1)
+
+    def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator | None,
+                      views: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This split's augmentation applied to a uint8 batch, on the batch's device.
+
+        Returns ``(x, view)``: the augmented batch and, per image, the index in
+        ``[0, num_views)`` of the view drawn, so per-view values (a teacher's logits on
+        each shifted copy) can be cached and looked up. Pass ``views`` to apply given
+        views instead of random ones."""
+        n = x_uint8.shape[0]
+        if self.num_views == 1:
+            return x_uint8, torch.zeros(n, dtype=torch.long, device=x_uint8.device)
+        side = 2 * self.max_shift + 1
+        if views is None:
+            views = torch.randint(0, self.num_views, (n,), device=x_uint8.device, generator=generator)
+        shift = views % (side * side)
+        out = shift_images(x_uint8, self.max_shift, torch.stack([shift // side, shift % side]))
         if self.augment == "crop_flip":
-            out = random_flip(out, generator)
-        return out
+            flip = views >= side * side
+            out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+        return out, views
 
     def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False,
-                generator: torch.Generator | None = None, drop_last: bool = False,
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                generator: torch.Generator | None = None, drop_last: bool = False, return_views: bool = False,
+                ) -> Iterator[tuple[torch.Tensor, ...]]:
         """Yield ``(x, y, idx)``: normalised float inputs, labels, and the indices into
         this split that they came from (so cached per-example values, such as teacher
-        logits, can be looked up as ``cache[idx]`` and stay aligned after shuffling)."""
+        logits, can be looked up as ``cache[idx]`` and stay aligned after shuffling).
+        With ``return_views`` also the augmented view of each example (see
+        :meth:`augment_batch`), for caches of per-view values: ``cache[idx, view]``."""
         n = len(self)
         if shuffle:
             order = torch.randperm(n, device=self.x.device, generator=generator)
@@ -128,18 +150,24 @@ class Split:
         for start in range(0, stop, batch_size):
             idx = order[start:start + batch_size]
             xb = self.x[idx]
+            view = None
             if augment:
-                xb = self.augment_batch(xb, generator)
-            yield self.normalize(xb), self.y[idx], idx
+                xb, view = self.augment_batch(xb, generator)
+            if return_views:
+                if view is None:
+                    view = torch.zeros_like(idx)
+                yield self.normalize(xb), self.y[idx], idx, view
+            else:
+                yield self.normalize(xb), self.y[idx], idx
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Translate each image by its own random offset in [-max_shift, max_shift] pixels
-    (both axes), filling with 0. ``x`` is ``(N, C, H, W)``; one gather, no Python loop."""
+def shift_images(x: torch.Tensor, max_shift: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Translate image i of ``x`` ``(N, C, H, W)`` by ``offsets[:, i] - max_shift`` pixels
+    (rows, columns), filling with 0. ``offsets`` is ``(2, N)`` in ``[0, 2 * max_shift]``.
+    One gather, no Python loop."""
     n, c, h, w = x.shape
     p = max_shift
     padded = F.pad(x, (p, p, p, p))  # (N, C, H+2p, W+2p)
-    offsets = torch.randint(0, 2 * p + 1, (2, n), device=x.device, generator=generator)
     rows = offsets[0, :, None] + torch.arange(h, device=x.device)  # (N, H)
     cols = offsets[1, :, None] + torch.arange(w, device=x.device)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
@@ -148,10 +176,11 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | N
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror a random half of the images left-right. ``x`` is ``(N, C, H, W)``."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Translate each image by its own random offset in [-max_shift, max_shift] pixels
+    (both axes), filling with 0. ``x`` is ``(N, C, H, W)``."""
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, x.shape[0]), device=x.device, generator=generator)
+    return shift_images(x, max_shift, offsets)
 
 
 @dataclass

@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -149,12 +149,30 @@ def predict_logits(model: nn.Module, split: Split, *, batch_size: int = 1024, de
     return torch.cat(out) if out else torch.empty(0, 0, device=device)
 
 
+def view_logits(model: nn.Module, split: Split, *, batch_size: int = 1024, device: torch.device | None = None,
+                amp: bool = False) -> torch.Tensor:
+    """Float32 logits ``(N, V, K)`` of ``model`` on every augmented view of every image of
+    ``split`` (``V = split.num_views``), so training can look up ``[idx, view]`` instead of
+    running ``model`` on each augmented batch."""
+    device = device or next(model.parameters()).device
+    split = split.to(device)
+    n = len(split)
+    out = []
+    for v in range(split.num_views):
+        views = torch.full((n,), v, dtype=torch.long, device=device)
+        shifted, _ = split.augment_batch(split.x, None, views=views)
+        out.append(predict_logits(model, replace(split, x=shifted, augment="none"), batch_size=batch_size,
+                                  device=device, amp=amp))
+    return torch.stack(out, dim=1)
+
+
 def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = None, temperature: float = 4.0,
         alpha: float = 0.9, objective: Objective | None = None, epochs: int = 5, lr: float = 1e-3,
         batch_size: int = 128, optimizer: str = "adamw", weight_decay: float = 0.0, momentum: float = 0.9,
         schedule: str = "cosine", warmup_epochs: float = 0.0, augment: bool = False,
         device: str | torch.device = "auto", seed: int = 0, progress: bool = True, amp: bool | None = None,
         channels_last: bool | None = None, compile: bool = False, evaluate_every: int = 1,
+        teacher_cache: bool | None = None, teacher_logits: torch.Tensor | None = None,
         checkpoint_path: str | Path | None = None, resume_from: str | Path | None = None,
         callback: Callable[[dict], None] | None = None) -> History:
     """Train ``model`` on ``data`` and return its per-epoch :class:`History`.
@@ -186,6 +204,15 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
         amp, channels_last: bf16 autocast and channels_last memory format; ``None`` means
             on for CUDA, off elsewhere.
         compile: wrap the model in ``torch.compile`` (falls back to eager with a warning).
+        teacher_cache: with ``augment=True``, precompute the teacher's logits on every
+            distinct augmented view of every training image (25 shifts for digits) and
+            look them up, instead of running the teacher on each batch. ``None`` does
+            this when it costs fewer teacher forward passes than ``epochs`` online epochs
+            and fits in 1 GiB; the logits are the same either way, up to float rounding.
+        teacher_logits: the teacher's logits on the training split, precomputed once and
+            shared by many runs: ``predict_logits(teacher, ds.train)`` ``(N, K)`` for
+            ``augment=False``, or ``view_logits(teacher, ds.train)`` ``(N, V, K)`` for
+            ``augment=True``. Row ``i`` must belong to training image ``i``.
         evaluate_every: validate every this many epochs (and always after the last).
         checkpoint_path: save a resumable training state here after each epoch (atomically).
         resume_from: a training state saved through ``checkpoint_path``; training continues
@@ -230,6 +257,8 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
     evaluate_every = validate.integer("evaluate_every", evaluate_every, low=1)
     validate.choice("optimizer", optimizer, OPTIMIZERS)
     validate.choice("schedule", schedule, SCHEDULES)
+    if teacher_cache is not None and not isinstance(teacher_cache, bool):
+        raise ParameterTypeError(f"teacher_cache must be True, False or None, got {teacher_cache!r}.")
     for flag_name, flag in (("augment", augment), ("progress", progress), ("compile", compile)):
         if not isinstance(flag, bool):
             raise ParameterTypeError(f"{flag_name} must be True or False, got {flag!r}.")
@@ -290,11 +319,29 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
         history.records = state["records"]
         start_epoch = len(history.records)
 
-    # --- teacher logits: cached once when inputs are not augmented --------------------
-    cached_teacher = None
-    if teacher is not None and not augment:
-        cached_teacher = predict_logits(teacher, train_split, device=device, amp=use_amp)  # (N, K) float32
-
+    # --- teacher logits: cached once when inputs are not augmented, or per augmented view --
+    cached_teacher = None  # (N, K), or (N, V, K) with one row of logits per augmented view
+    views = train_split.num_views if augment else 1
+    if teacher_logits is not None:
+        if teacher is None:
+            raise ParameterError("teacher_logits was given without teacher=; pass the teacher they came from.")
+        expected = (len(train_split), student_k) if views == 1 else (len(train_split), views, student_k)
+        if tuple(teacher_logits.shape) != expected:
+            how = "predict_logits(teacher, ds.train)" if views == 1 else "view_logits(teacher, ds.train)"
+            raise ParameterError(f"teacher_logits has shape {tuple(teacher_logits.shape)}; with augment={augment} "
+                                 f"and this training split it must be {expected}, from kdlab.train.{how}.")
+        cached_teacher = teacher_logits.to(device=device, dtype=torch.float32)
+        config["teacher_logits"] = "given"
+    elif teacher is not None:
+        fits = len(train_split) * views * student_k * 4 <= 2**30
+        use_cache = (views == 1) if not augment else (
+            views <= epochs and fits if teacher_cache is None else bool(teacher_cache))
+        if use_cache and views == 1:
+            cached_teacher = predict_logits(teacher, train_split, device=device, amp=use_amp)
+        elif use_cache:
+            cached_teacher = view_logits(teacher, train_split, device=device, amp=use_amp)
+        config["teacher_logits"] = "online" if cached_teacher is None else (
+            "cached" if views == 1 else f"cached ({views} views)")
     forward = model
     if compile:
         try:
@@ -328,8 +375,8 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
             seen = 0
             with torch.random.fork_rng(devices=[]) if device.type == "cpu" else nullcontext():
                 torch.manual_seed(_seed_for(seed, epoch))  # dropout draws from the global RNG
-                for batch_index, (x, y, idx) in enumerate(
-                        train_split.batches(batch_size, shuffle=True, augment=augment, generator=generator)):
+                for batch_index, (x, y, idx, view) in enumerate(train_split.batches(
+                        batch_size, shuffle=True, augment=augment, generator=generator, return_views=True)):
                     if use_cl:
                         x = x.contiguous(memory_format=memory_format)
                     lr_now = _lr_at(step, total_steps, lr, schedule, warmup_steps)
@@ -338,7 +385,7 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
                     teacher_logits = None
                     if teacher is not None:
                         if cached_teacher is not None:
-                            teacher_logits = cached_teacher[idx]
+                            teacher_logits = cached_teacher[idx] if cached_teacher.dim() == 2 else cached_teacher[idx, view]
                         else:
                             with torch.no_grad(), autocast():
                                 teacher_logits = teacher(x).float()

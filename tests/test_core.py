@@ -65,12 +65,21 @@ def test_random_shift_is_a_translation():
     assert len(set(zip(rows.tolist(), cols.tolist()))) > 5  # per-image offsets differ
 
 
-def test_flip_mirrors_left_right():
-    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4).repeat(50, 1, 1, 1)
-    out = kdlab.data.random_flip(x, torch.Generator().manual_seed(0))
-    flipped = (out == x.flip(-1)).flatten(1).all(1)
-    kept = (out == x).flatten(1).all(1)
-    assert (flipped | kept).all() and 20 < int(flipped.sum()) < 80
+def test_crop_flip_views_are_shifted_or_mirrored_copies():
+    x = torch.arange(3 * 32 * 32, dtype=torch.float32).remainder(251).to(torch.uint8).view(1, 3, 32, 32).repeat(400, 1, 1, 1)
+    split = kdlab.data.Split(x, torch.zeros(400, dtype=torch.long), torch.zeros(3), torch.ones(3),
+                             augment="crop_flip", max_shift=4)
+    assert split.num_views == 81 * 2
+    out, views = split.augment_batch(x, torch.Generator().manual_seed(0))
+    flipped = views >= 81
+    assert 100 < int(flipped.sum()) < 300
+    # Re-applying the recorded views reproduces the batch exactly.
+    again, _ = split.augment_batch(x, None, views=views)
+    assert torch.equal(out, again)
+    centre = torch.full((400,), 40)  # offset (4, 4): no shift
+    plain, _ = split.augment_batch(x, None, views=centre)
+    mirrored, _ = split.augment_batch(x, None, views=centre + 81)
+    assert torch.equal(plain, x) and torch.equal(mirrored, x.flip(-1))
 
 
 def test_subset_by_mask_and_indices(digits):
@@ -273,3 +282,22 @@ def test_compressed_size_shrinks_for_sparse_weights(digits):
             p.mul_((torch.rand_like(p) < 0.1).float())
     assert kdlab.checkpoint.file_size(model, compressed=True) < 0.5 * dense
     assert kdlab.checkpoint.file_size(model) == pytest.approx(kdlab.checkpoint.file_size(tiny_mlp(digits, hidden=(256,))), rel=0.01)
+
+
+def test_precomputed_view_logits_equal_the_online_teacher(digits):
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    cache = kdlab.train.view_logits(teacher, digits.train)
+    assert cache.shape == (len(digits.train), digits.train.num_views, 10)
+    runs = {}
+    for mode, kwargs in (("online", {"teacher_cache": False}), ("auto", {}), ("given", {"teacher_logits": cache})):
+        model = tiny_mlp(digits)
+        history = kdlab.train.fit(model, digits, teacher=teacher, epochs=9, augment=True, progress=False, **kwargs)
+        runs[mode] = (history, model)
+    assert runs["online"][0].config["teacher_logits"] == "online"
+    assert runs["auto"][0].config["teacher_logits"] == "cached (9 views)"  # 9 views <= 9 epochs: cheaper cached
+    assert runs["given"][0].config["teacher_logits"] == "given"
+    for mode in ("auto", "given"):
+        for a, b in zip(runs["online"][0]["train_loss"], runs[mode][0]["train_loss"]):
+            assert a == pytest.approx(b, rel=1e-4)
+    with pytest.raises(ValueError, match="view_logits"):
+        kdlab.train.fit(tiny_mlp(digits), digits, teacher=teacher, augment=True, teacher_logits=cache[:, 0])
