@@ -166,6 +166,32 @@ def view_logits(model: nn.Module, split: Split, *, batch_size: int = 1024, devic
     return torch.stack(out, dim=1)
 
 
+def _compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)``, falling back to eager with a warning if compiling fails, at
+    wrap time or at the first call (where most compile errors surface)."""
+    try:
+        compiled = torch.compile(model)
+    except Exception as err:  # noqa: BLE001 - any compile failure means: run eager
+        warnings.warn(f"torch.compile failed ({err!r}); training in eager mode.", stacklevel=3)
+        return model
+    state = {"forward": compiled, "checked": False}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if state["checked"]:
+            return state["forward"](x)
+        try:
+            out = state["forward"](x)
+        except Exception as err:  # noqa: BLE001
+            warnings.warn(f"torch.compile failed at the first step ({type(err).__name__}: {err}); "
+                          "training in eager mode.", stacklevel=2)
+            state["forward"] = model
+            out = model(x)
+        state["checked"] = True
+        return out
+
+    return forward
+
+
 def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = None, temperature: float = 4.0,
         alpha: float = 0.9, objective: Objective | None = None, epochs: int = 5, lr: float = 1e-3,
         batch_size: int = 128, optimizer: str = "adamw", weight_decay: float = 0.0, momentum: float = 0.9,
@@ -342,13 +368,7 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
             cached_teacher = view_logits(teacher, train_split, device=device, amp=use_amp)
         config["teacher_logits"] = "online" if cached_teacher is None else (
             "cached" if views == 1 else f"cached ({views} views)")
-    forward = model
-    if compile:
-        try:
-            forward = torch.compile(model)
-        except Exception as err:  # noqa: BLE001 - any compile failure means: run eager
-            warnings.warn(f"torch.compile failed ({err!r}); training in eager mode.", stacklevel=2)
-            forward = model
+    forward = _compiled(model) if compile else model
     aux_step = getattr(objective, "auxiliary_step", None)
 
     bar = None

@@ -301,3 +301,15 @@ def test_precomputed_view_logits_equal_the_online_teacher(digits):
             assert a == pytest.approx(b, rel=1e-4)
     with pytest.raises(ValueError, match="view_logits"):
         kdlab.train.fit(tiny_mlp(digits), digits, teacher=teacher, augment=True, teacher_logits=cache[:, 0])
+
+
+def test_compile_falls_back_to_eager_when_it_fails(digits, monkeypatch):
+    def broken(model, *args, **kwargs):
+        def fail(x):
+            raise RuntimeError("no compiler here")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="training in eager mode"):
+        history = kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, compile=True, progress=False)
+    assert len(history) == 1 and np.isfinite(history["train_loss"][0])

@@ -1,0 +1,63 @@
+"""Shared helpers for the benchmark scripts: alternating timers and markdown tables.
+
+Every ratio is measured inside one run with the contenders alternating round by
+round, so a slow moment of a noisy machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+
+def machine() -> str:
+    import torch
+
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or cpu
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}")
+
+
+def alternate(contenders: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Call each contender once per round, in turn; each returns the amount of work it did
+    (samples). Returns samples per second per round for each contender."""
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            t0 = time.perf_counter()
+            work = run()
+            rates[name].append(work / (time.perf_counter() - t0))
+    return rates
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def ratio_stats(a: list[float], b: list[float]) -> str:
+    """Ratio of medians, and the range of per-round ratios: '0.97 (0.95-0.99)'."""
+    per_round = [x / y for x, y in zip(a, b)]
+    return f"{median(a) / median(b):.2f} ({min(per_round):.2f}–{max(per_round):.2f})"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs, not speed")
+    return p

@@ -1,0 +1,119 @@
+"""Loop throughput: kdlab.train.fit against a conventional tutorial loop and a bare tensor loop.
+
+    python benchmarks/loop_throughput.py [--quick]
+
+Same model, data (mnist-5k train split), batch size (128) and optimizer (AdamW,
+lr 1e-3) for all three:
+  conventional: a per-sample Dataset returning PIL -> ToTensor -> Normalize, through a
+                DataLoader (num_workers=0, as in most tutorials);
+  bare:         the whole split as one float tensor, randperm batches,
+                forward/backward/step, nothing else: the practical limit;
+  fit:          kdlab.train.fit, whole epochs including its per-epoch validation,
+                history, LR schedule and non-finite checks (progress bar off and on).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import alternate, machine, median, parser, ratio_stats, table  # noqa: E402
+
+import kdlab  # noqa: E402
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """The textbook pipeline: one PIL image per __getitem__, converted and normalised per sample."""
+
+    def __init__(self, split):
+        from torchvision import transforms
+
+        self.images = split.x[:, 0].numpy()  # (N, 28, 28) uint8
+        self.labels = split.y.tolist()
+        self.transform = transforms.Compose([transforms.ToTensor(),
+                                             transforms.Normalize(split.mean.tolist(), split.std.tolist())])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i], mode="L")), self.labels[i]
+
+
+def make_contenders(model_name: str, ds, epochs: int, batch_size: int = 128):
+    kwargs = {"hidden": (800, 800)} if model_name == "mlp" else {}
+    build = lambda: kdlab.models.create(model_name, num_classes=10, input_shape=ds.input_shape, seed=0, **kwargs)
+    n = len(ds.train)
+
+    conv_model = build()
+    conv_opt = torch.optim.AdamW(conv_model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(PILDataset(ds.train), batch_size=batch_size, shuffle=True, num_workers=0)
+
+    def conventional():
+        conv_model.train()
+        for _ in range(epochs):
+            for x, y in loader:
+                loss = F.cross_entropy(conv_model(x), y)
+                conv_opt.zero_grad()
+                loss.backward()
+                conv_opt.step()
+        return epochs * n
+
+    bare_model = build()
+    bare_opt = torch.optim.AdamW(bare_model.parameters(), lr=1e-3)
+    x_all, y_all = ds.train.inputs(), ds.train.y
+
+    def bare():
+        bare_model.train()
+        for _ in range(epochs):
+            for idx in torch.randperm(n).split(batch_size):
+                loss = F.cross_entropy(bare_model(x_all[idx]), y_all[idx])
+                bare_opt.zero_grad()
+                loss.backward()
+                bare_opt.step()
+        return epochs * n
+
+    fit_model = build()
+
+    def fit(progress):
+        def run():
+            kdlab.train.fit(fit_model, ds, epochs=epochs, lr=1e-3, batch_size=batch_size, device="cpu",
+                            progress=progress)
+            return epochs * n
+        return run
+
+    return {"conventional": conventional, "bare": bare, "fit": fit(False), "fit+bar": fit(True)}
+
+
+def main(argv=None) -> str:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    ds = kdlab.data.load("mnist-5k", seed=0)
+    if args.quick:
+        ds = ds.with_train(ds.train.subset(torch.arange(256)))
+    settings = {"mlp": (3, 5), "cnn": (1, 3)} if not args.quick else {"mlp": (1, 1), "cnn": (1, 1)}
+    rows = []
+    for model_name, (epochs, rounds) in settings.items():
+        contenders = make_contenders(model_name, ds, epochs)
+        for run in contenders.values():  # warm-up: allocator, kernels, first-call costs
+            run()
+        rates = alternate(contenders, rounds)
+        label = "MLP 800-800" if model_name == "mlp" else "CNN teacher"
+        rows.append([label, *(f"{median(rates[c]):,.0f}" for c in ("conventional", "bare", "fit", "fit+bar")),
+                     ratio_stats(rates["fit"], rates["bare"]), ratio_stats(rates["fit+bar"], rates["bare"]),
+                     ratio_stats(rates["fit"], rates["conventional"]), ratio_stats(rates["bare"], rates["conventional"])])
+    out = ("### Loop throughput (samples/s, median of rounds; ratios: median (min–max per round))\n\n"
+           + table(["model", "conventional", "bare", "fit", "fit + progress bar", "fit / bare", "fit+bar / bare",
+                    "fit / conventional", "bare / conventional"], rows)
+           + f"\n\nMachine: {machine()}. mnist-5k train split ({len(ds.train)} images), batch 128, AdamW.\n")
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
