@@ -21,6 +21,7 @@ from common import parser  # noqa: E402
 def main(argv=None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--skip-lessons", action="store_true", help="skip the notebook and test-suite timings (~20 min)")
+    p.add_argument("--keep", metavar="DIR", help="keep the notebooks' outputs (metrics.json, figures) in DIR")
     args = p.parse_args(argv)
     quick = ["--quick"] if args.quick else []
     parts = [f"# kdlab benchmarks, {dt.datetime.now():%Y-%m-%d %H:%M}", "",
@@ -28,7 +29,7 @@ def main(argv=None) -> None:
     parts.append(loop_throughput.main(quick))
     parts.append(distill_overhead.main(quick))
     if not args.skip_lessons:
-        parts.append(time_to_lesson.main(quick))
+        parts.append(time_to_lesson.main(quick + (["--keep", args.keep] if args.keep else [])))
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     name = "quick.md" if args.quick else "latest.md"

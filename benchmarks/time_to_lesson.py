@@ -45,10 +45,11 @@ def measure(cmd: list[str], cwd: Path, env: dict | None = None) -> tuple[float, 
     return time.perf_counter() - t0, peak / 2**30, proc.returncode
 
 
-def lessons(quick: bool) -> str:
+def lessons(quick: bool, keep: str | None = None) -> str:
     notebooks = sorted((ROOT / "notebooks").glob("0[1-4]_*.ipynb"))
     rows, total = [], 0.0
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = keep or scratch
         for nb in notebooks:
             out = Path(tmp) / nb.stem
             cmd = [sys.executable, "-m", "papermill", str(nb), str(out / nb.name), "-k", "python3", "--no-progress-bar",
@@ -78,11 +79,12 @@ def main(argv=None) -> str:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--lessons", action="store_true", help="only the notebooks")
     p.add_argument("--suite", action="store_true", help="only the test suite")
+    p.add_argument("--keep", metavar="DIR", help="keep the executed notebooks, metrics and figures in DIR")
     args = p.parse_args(argv)
     both = not (args.lessons or args.suite)
     parts = []
     if args.lessons or both:
-        parts.append(lessons(args.quick))
+        parts.append(lessons(args.quick, args.keep))
     if (args.suite or both) and not args.quick:
         parts.append(suite())
     out = "\n".join(parts)
