@@ -52,6 +52,7 @@ def lessons(quick: bool, keep: str | None = None) -> str:
         tmp = keep or scratch
         for nb in notebooks:
             out = Path(tmp) / nb.stem
+            out.mkdir(parents=True, exist_ok=True)  # papermill does not create the output notebook's folder
             cmd = [sys.executable, "-m", "papermill", str(nb), str(out / nb.name), "-k", "python3", "--no-progress-bar",
                    "-p", "output_dir", str(out), "-p", "checkpoint_dir", str(Path(tmp) / "checkpoints")]
             if quick:

@@ -10,6 +10,7 @@ seeds", so the loop lives here once:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -60,8 +61,14 @@ def summarize(rows: Sequence[dict], by: Sequence[str], metric: str = "accuracy")
 
 
 def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
-    """Whether the 95% CIs of the means of ``a`` and ``b`` overlap."""
+    """Whether the 95% CIs of the means of ``a`` and ``b`` overlap.
+
+    A single run has no interval (its half-width is nan), so nothing can be told
+    apart from it: that counts as overlapping, never as a significant difference.
+    """
     (ma, ha), (mb, hb) = metrics.mean_ci(a), metrics.mean_ci(b)
+    if math.isnan(ha) or math.isnan(hb):
+        return True
     return (ma - ha) <= (mb + hb) and (mb - hb) <= (ma + ha)
 
 

@@ -387,12 +387,11 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
             t0 = time.perf_counter()
             generator.manual_seed(_seed_for(seed, epoch))
             model.train()
-            # Per-batch statistics stay on the device; one .item() per epoch, not per batch.
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            first_bad = torch.full((), -1, device=device, dtype=torch.long)
-            log_sums: dict[str, torch.Tensor] = {}
-            seen = 0
+            # Per-batch statistics stay on the device, one row per batch (loss, correct, the
+            # objective's logs), written with a single copy and read once per epoch.
+            rows: torch.Tensor | None = None
+            log_keys: list[str] = []
+            sizes: list[int] = []
             with torch.random.fork_rng(devices=[]) if device.type == "cpu" else nullcontext():
                 torch.manual_seed(_seed_for(seed, epoch))  # dropout draws from the global RNG
                 for batch_index, (x, y, idx, view) in enumerate(train_split.batches(
@@ -418,18 +417,18 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
                     if aux_step is not None:
                         aux_logs = aux_step(logits.detach(), y, teacher_logits, inputs=x)
                         logs = {**logs, **(aux_logs or {})}
-                    n = y.shape[0]
-                    seen += n
                     step += 1
-                    loss_d = loss.detach()
-                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_d),
-                                            torch.full_like(first_bad, batch_index), first_bad)
-                    loss_sum += loss_d * n
-                    correct += (logits.detach().argmax(dim=1) == y).sum()
-                    for key, value in logs.items():
-                        log_sums[key] = log_sums.get(key, 0.0) + value.float() * n
-            bad = int(first_bad)
-            if bad >= 0:
+                    sizes.append(y.shape[0])
+                    if rows is None:
+                        log_keys = list(logs)
+                        rows = torch.zeros(steps_per_epoch, 2 + len(log_keys), device=device)
+                    correct = (logits.detach().argmax(dim=1) == y).sum()
+                    rows[batch_index] = torch.stack([loss.detach().float(), correct.float(),
+                                                     *(logs[k].float() for k in log_keys)])
+            rows = rows[: len(sizes)]
+            non_finite = (~torch.isfinite(rows[:, 0])).nonzero()
+            if len(non_finite):
+                bad = int(non_finite[0])
                 model.load_state_dict(last_good)
                 raise NonFiniteLossError(
                     f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, batch {bad + 1}. "
@@ -437,9 +436,12 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
                     f"learning rate (lr={lr:g})" + (f" or a moderate temperature (temperature={objective.temperature:g})"
                                                    if hasattr(objective, "temperature") else "") + ".",
                     epoch=epoch + 1, batch=bad + 1)
-            record = {"epoch": epoch + 1, "train_loss": float(loss_sum) / seen, "train_acc": int(correct) / seen,
+            seen = sum(sizes)
+            weights = torch.tensor(sizes, device=device, dtype=torch.float32)
+            means = ((rows * weights[:, None]).sum(0) / seen).tolist()  # size-weighted epoch means
+            record = {"epoch": epoch + 1, "train_loss": means[0], "train_acc": float(rows[:, 1].sum()) / seen,
                       "lr": lr_now}
-            record.update({key: float(total) / seen for key, total in log_sums.items()})
+            record.update(zip(log_keys, means[2:]))
             if val_split is not None and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == epochs):
                 val_logits = predict_logits(model, val_split, device=device, amp=use_amp)
                 record["val_loss"] = float(torch.nn.functional.cross_entropy(val_logits, val_split.y))

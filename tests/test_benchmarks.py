@@ -22,3 +22,12 @@ def test_distill_overhead_quick():
 
     out = distill_overhead.main(["--quick"])
     assert "KD, cached teacher logits" in out and "per-view logit cache" in out
+
+
+@pytest.mark.slow
+def test_time_to_lesson_quick(tmp_path):
+    import time_to_lesson
+
+    out = time_to_lesson.main(["--quick", "--lessons", "--keep", str(tmp_path)])
+    assert out.count("| ok |") == 4, out
+    assert (tmp_path / "04_student_comparison" / "metrics.json").exists()

@@ -1,0 +1,240 @@
+"""kdlab.experiments (the seed loop of notebooks 03-04) and the exercise checks of notebooks 03-04.
+
+Each check is tested with a right answer and with the mistakes it claims to recognise:
+the feedback must name the mistake, and an unanswered exercise must not raise.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kdlab
+from kdlab import checks
+from kdlab.experiments import column, gap_closed, intervals_overlap, run_seeds, summarize
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return kdlab.data.load("digits", seed=0)
+
+
+def make_mlp(ds, hidden=(16,)):
+    return lambda seed: kdlab.models.create("mlp", num_classes=ds.num_classes, input_shape=ds.input_shape,
+                                            hidden=hidden, seed=seed)
+
+
+# --- run_seeds ---------------------------------------------------------------------------
+
+def test_run_seeds_gives_one_row_per_seed_with_test_metrics(digits):
+    built = []
+
+    def make(seed):
+        built.append(seed)
+        return make_mlp(digits)(seed)
+
+    rows = run_seeds(make, digits, [3, 5], label="scratch", epochs=1, batch_size=256)
+    assert built == [3, 5]
+    assert [r["seed"] for r in rows] == [3, 5] and {r["label"] for r in rows} == {"scratch"}
+    for r in rows:
+        assert {"accuracy", "f1_macro", "nll", "ece", "n", "train_seconds", "final_val_acc"} <= set(r)
+        assert r["n"] == len(digits.test) and 0.0 <= r["accuracy"] <= 1.0 and r["train_seconds"] > 0
+        assert "agreement" not in r and "model" not in r  # no teacher given, models not kept
+    assert rows[0]["accuracy"] != rows[1]["accuracy"] or rows[0]["nll"] != rows[1]["nll"]
+
+
+def test_run_seeds_is_reproducible_and_forwards_fit_arguments(digits):
+    a = run_seeds(make_mlp(digits), digits, [0], epochs=1, batch_size=256, keep_models=True)
+    b = run_seeds(make_mlp(digits), digits, [0], epochs=1, batch_size=256, keep_models=True)
+    assert a[0]["accuracy"] == b[0]["accuracy"] and a[0]["nll"] == pytest.approx(b[0]["nll"])
+    # A different learning rate (forwarded to fit) gives a different model from the same seed.
+    c = run_seeds(make_mlp(digits), digits, [0], epochs=1, batch_size=256, lr=1e-5, keep_models=True)
+    wa, wc = (next(r["model"].parameters()).detach() for r in (a[0], c[0]))
+    assert not torch.allclose(wa, wc)
+    # keep_models returns the trained model itself: evaluating it again gives the row's accuracy.
+    assert kdlab.metrics.evaluate(a[0]["model"], digits.test)["accuracy"] == a[0]["accuracy"]
+
+
+def test_run_seeds_with_a_teacher_distils_and_reports_fidelity(digits):
+    teacher = make_mlp(digits, hidden=(64,))(7)
+    kdlab.train.fit(teacher, digits, epochs=2, batch_size=128, progress=False)
+    teacher.eval()
+    kd = run_seeds(make_mlp(digits), digits, [0], teacher=teacher, temperature=4.0, alpha=1.0, epochs=1,
+                   batch_size=256)
+    plain = run_seeds(make_mlp(digits), digits, [0], evaluate_with_teacher=teacher, epochs=1, batch_size=256)
+    for row in kd + plain:
+        assert 0.0 <= row["agreement"] <= 1.0 and row["kl_to_teacher"] >= 0.0
+    # evaluate_with_teacher measures fidelity without distilling; teacher= distils (a different student).
+    assert kd[0]["nll"] != plain[0]["nll"]
+
+
+# --- tidying -----------------------------------------------------------------------------
+
+ROWS = [{"label": "a", "T": 1, "accuracy": 0.90}, {"label": "a", "T": 1, "accuracy": 0.92},
+        {"label": "b", "T": 4, "accuracy": 0.95}, {"label": "a", "T": 4, "accuracy": 0.80},
+        {"label": "b", "T": 4, "accuracy": 0.97}, {"label": "b", "T": 4, "accuracy": 0.96}]
+
+
+def test_column_filters_by_fields():
+    assert column(ROWS, "accuracy", label="a") == [0.90, 0.92, 0.80]
+    assert column(ROWS, "accuracy", label="a", T=1) == [0.90, 0.92]
+    assert column(ROWS, "accuracy", label="c") == []
+
+
+def test_summarize_groups_in_first_seen_order_with_mean_ci_and_n():
+    table = summarize(ROWS, by=["label", "T"], metric="accuracy")
+    assert [(r["label"], r["T"], r["n"]) for r in table] == [("a", 1, 2), ("b", 4, 3), ("a", 4, 1)]
+    mean, half = kdlab.metrics.mean_ci([0.95, 0.97, 0.96])
+    assert table[1]["mean"] == pytest.approx(0.96) and table[1]["ci95"] == pytest.approx(half)
+    assert mean == pytest.approx(0.96)
+    # t-interval with 2 degrees of freedom: 4.303 * sd / sqrt(3), sd = 0.01.
+    assert table[1]["ci95"] == pytest.approx(4.303 * 0.01 / math.sqrt(3), rel=1e-3)
+    assert table[1]["metric"] == "accuracy"
+    assert math.isnan(table[2]["ci95"])  # one run: no spread to estimate
+    assert [r["label"] for r in summarize(ROWS, by=["label"])] == ["a", "b"]
+
+
+def test_intervals_overlap():
+    assert not intervals_overlap([0.90, 0.91, 0.90], [0.95, 0.96, 0.95])
+    assert not intervals_overlap([0.95, 0.96, 0.95], [0.90, 0.91, 0.90])  # symmetric
+    assert intervals_overlap([0.90, 0.95, 0.92], [0.93, 0.94, 0.96])
+    assert intervals_overlap([0.90, 0.95, 0.92], [0.90, 0.95, 0.92])
+    # One run has no interval: never a significant difference.
+    assert intervals_overlap([0.90], [0.99, 0.99, 0.98]) and intervals_overlap([0.90], [0.99])
+
+
+def test_gap_closed():
+    assert gap_closed(0.97, 0.95, 0.99) == pytest.approx(0.5)
+    assert gap_closed(0.95, 0.95, 0.99) == 0.0
+    assert gap_closed(0.99, 0.95, 0.99) == pytest.approx(1.0)
+    assert gap_closed(0.94, 0.95, 0.99) < 0  # distillation hurt
+    assert math.isnan(gap_closed(0.97, 0.98, 0.98))  # no gap to close
+    # Hinton et al. on MNIST: 146 -> 74 errors against a 67-error teacher (of 10,000).
+    assert gap_closed(1 - 74e-4, 1 - 146e-4, 1 - 67e-4) == pytest.approx(72 / 79)
+
+
+# --- notebook 03 checks ----------------------------------------------------------------------
+
+def right_kd_loss(s, t, T):
+    return F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1), reduction="batchmean") * T * T
+
+
+WRONG_KD = {
+    "T² factor is missing": lambda s, t, T: F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean"),
+    "wrong way": lambda s, t, T: right_kd_loss(t, s, T),  # student and teacher swapped
+    "log-probabilities": lambda s, t, T: F.kl_div(F.softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T * T,
+    "batchmean": lambda s, t, T: F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="mean") * T * T,
+    "before the softmax": lambda s, t, T: right_kd_loss(s * T, t * T, T),  # no division by T
+    "multiplied by T, not T²": lambda s, t, T: F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1),
+                                                        reduction="batchmean") * T,
+}
+
+
+def test_check_kd_loss_accepts_a_right_answer(capsys):
+    fb = checks.check_kd_loss(right_kd_loss)
+    assert fb and fb.done and "Correct" in fb.message
+    assert "Correct" in capsys.readouterr().out  # the learner sees the feedback printed
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch warns about that mistake too
+@pytest.mark.parametrize("mistake", list(WRONG_KD))
+def test_check_kd_loss_names_the_mistake(mistake):
+    fb = checks.check_kd_loss(WRONG_KD[mistake])
+    assert not fb and fb.done
+    assert mistake in fb.message, fb.message
+
+
+def test_check_kd_loss_other_mistakes():
+    per_example = checks.check_kd_loss(lambda s, t, T: (F.softmax(t / T, 1) * (F.log_softmax(t / T, 1)
+                                                                             - F.log_softmax(s / T, 1))).sum(1) * T * T)
+    assert not per_example and "one number" in per_example.message
+    constant = checks.check_kd_loss(lambda s, t, T: torch.tensor(1.0))
+    assert not constant and "Expected" in constant.message and "got 1.0000" in constant.message
+    expected = kdlab.losses.kd_loss(*_kd_test_batch())
+    cheat = checks.check_kd_loss(lambda s, t, T: expected.clone())  # right number on the test batch only
+    assert not cheat and "should be 0" in cheat.message
+
+
+def _kd_test_batch():
+    gen = torch.Generator().manual_seed(3)
+    s = torch.randn(16, 10, generator=gen) * 2
+    t = torch.randn(16, 10, generator=gen) * 4
+    return s, t, 3.0
+
+
+def _raises_not_implemented(*args):
+    raise NotImplementedError
+
+
+def _raises_value_error(*args):
+    raise ValueError("shapes do not match")
+
+
+@pytest.mark.parametrize("check", [checks.check_kd_loss, checks.check_distillation_loss, checks.check_gap_closed,
+                                   checks.check_ece])
+def test_unanswered_exercises_say_not_done_and_do_not_raise(check):
+    for answer in (None, _raises_not_implemented):
+        fb = check(answer)
+        assert not fb and not fb.done and "Not done yet" in fb.message
+    fb = check(_raises_value_error)
+    assert not fb and fb.done and "ValueError" in fb.message and "shapes do not match" in fb.message
+
+
+def right_distillation_loss(s, t, y, T, alpha):
+    return alpha * kdlab.losses.kd_loss(s, t, T) + (1 - alpha) * F.cross_entropy(s, y)
+
+
+def test_check_distillation_loss_right_and_wrong():
+    assert checks.check_distillation_loss(right_distillation_loss)
+    assert checks.check_distillation_loss(lambda s, t, y, T, a: kdlab.losses.distillation_loss(s, t, y, T, a))
+    wrong = {
+        "alpha is on the hard term": lambda s, t, y, T, a: right_distillation_loss(s, t, y, T, 1 - a),
+        "lacks T²": lambda s, t, y, T, a: a * kdlab.losses.kd_loss(s, t, T) / T**2 + (1 - a) * F.cross_entropy(s, y),
+        "without weights": lambda s, t, y, T, a: kdlab.losses.kd_loss(s, t, T) + F.cross_entropy(s, y),
+        "T = 1": lambda s, t, y, T, a: a * kdlab.losses.kd_loss(s, t, T) + (1 - a) * F.cross_entropy(s / T, y),
+        "Expected": lambda s, t, y, T, a: F.cross_entropy(s, y),
+    }
+    for mistake, fn in wrong.items():
+        fb = checks.check_distillation_loss(fn)
+        assert not fb and mistake in fb.message, (mistake, fb.message)
+
+
+# --- notebook 04 checks ----------------------------------------------------------------------
+
+def test_check_gap_closed_right_and_wrong():
+    assert checks.check_gap_closed(lambda st, sc, te: (st - sc) / (te - sc))
+    wrong = {
+        "percentage": lambda st, sc, te: 100 * (st - sc) / (te - sc),
+        "gain in accuracy": lambda st, sc, te: st - sc,
+        "not by the teacher's accuracy": lambda st, sc, te: (st - sc) / te,
+        "Check the order": lambda st, sc, te: (sc - st) / (te - sc),
+        "closes 0% of the gap": lambda st, sc, te: 0.5,
+        "the answer is 0.5": lambda st, sc, te: st,
+    }
+    for mistake, fn in wrong.items():
+        fb = checks.check_gap_closed(fn)
+        assert not fb and mistake in fb.message, (mistake, fb.message)
+
+
+def my_ece(probs, targets, n_bins=15):
+    """An ECE written independently of kdlab.metrics.reliability, as a learner would."""
+    conf, pred = probs.max(1)
+    correct = (pred == targets).float()
+    total = torch.zeros(())
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        mask = (conf > lo) & (conf <= hi)
+        if mask.any():
+            total += mask.float().mean() * (correct[mask].mean() - conf[mask].mean()).abs()
+    return total.item()
+
+
+def test_check_ece_right_and_wrong():
+    assert checks.check_ece(my_ece)
+    one_bin = checks.check_ece(lambda p, y: my_ece(p, y, n_bins=1))
+    assert not one_bin and "one bin" in one_bin.message
+    percent = checks.check_ece(lambda p, y: 100 * my_ece(p, y))
+    assert not percent and "percentage" in percent.message
+    coarse = checks.check_ece(lambda p, y: my_ece(p, y, n_bins=5))
+    assert not coarse and "Expected" in coarse.message and "bins" in coarse.message
