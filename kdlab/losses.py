@@ -87,6 +87,62 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return loss if isinstance(loss, torch.Tensor) else student_logits.float().sum() * 0.0
 
 
+class _DistillationTerms(torch.autograd.Function):
+    r""":func:`distillation_loss` with its gradient written out (one autograd node).
+
+    The forward pass is the same arithmetic as :func:`kd_loss` plus cross-entropy;
+    the backward pass uses the closed form instead of differentiating a dozen
+    small ops one by one (which, for a (128, 10) batch, costs more than the maths):
+
+    .. math:: \frac{\partial L}{\partial z_s} = \frac{\alpha T}{B} (p_s^T - p_t^T)
+              + \frac{1 - \alpha}{B} (p_s - \mathrm{onehot}(y))
+
+    The first term is Hinton et al.'s Eq. 2, ``(q_i - p_i) / T``, times the T^2 factor.
+    """
+
+    @staticmethod
+    def forward(ctx, student_logits, teacher_logits, targets, temperature, alpha):
+        s = student_logits.float()
+        batch = s.shape[0]
+        log_p_student = torch.log_softmax(s / temperature, dim=-1)
+        log_p_teacher = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
+        p_teacher = log_p_teacher.exp()
+        kd = (p_teacher * (log_p_teacher - log_p_student)).sum().div(batch).clamp_min(0.0) * (temperature ** 2)
+        log_p = torch.log_softmax(s, dim=-1)
+        ce = -log_p.gather(1, targets[:, None]).sum().div(batch)
+        ctx.save_for_backward(log_p_student, p_teacher, log_p, targets)
+        ctx.temperature, ctx.alpha, ctx.dtype = temperature, alpha, student_logits.dtype
+        ctx.mark_non_differentiable(kd, ce)
+        return alpha * kd + (1.0 - alpha) * ce, kd, ce
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_kd, _grad_ce):
+        log_p_student, p_teacher, log_p, targets = ctx.saved_tensors
+        T, alpha = ctx.temperature, ctx.alpha
+        batch = log_p.shape[0]
+        grad = log_p_student.exp().sub_(p_teacher).mul_(alpha * T / batch)
+        if alpha < 1.0:
+            p = log_p.exp()
+            p.scatter_add_(1, targets[:, None], torch.full_like(p[:, :1], -1.0))
+            grad.add_(p, alpha=(1.0 - alpha) / batch)
+        return (grad * grad_loss).to(ctx.dtype), None, None, None, None
+
+
+def distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                       temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, kd, ce)``: :func:`distillation_loss` and its two terms (detached), in one
+    autograd node with the closed-form gradient (see ``_DistillationTerms``). Same values
+    and gradients as :func:`distillation_loss` up to float rounding, about a third less
+    work per step; :class:`kdlab.objectives.Distillation` uses it."""
+    temperature = _check_temperature(temperature)
+    alpha = validate.probability("alpha", alpha)
+    if student_logits.shape != teacher_logits.shape:
+        raise validate.ParameterError(
+            f"student_logits has shape {tuple(student_logits.shape)} but teacher_logits has shape "
+            f"{tuple(teacher_logits.shape)}; they must match (batch, classes).")
+    return _DistillationTerms.apply(student_logits, teacher_logits, targets, float(temperature), float(alpha))
+
+
 def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     r"""Cross-entropy against a probability vector, ``-sum_i q_i log p_i``, averaged over the batch.
 

@@ -69,10 +69,10 @@ class Distillation(Objective):
         self.alpha = validate.probability("alpha", alpha)
 
     def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        soft = losses.kd_loss(student_logits, teacher_logits, self.temperature)
-        hard = F.cross_entropy(student_logits.float(), targets)
-        loss = self.alpha * soft + (1.0 - self.alpha) * hard
-        return loss, {"kd": soft.detach(), "ce": hard.detach()}
+        # Same value and gradient as losses.distillation_loss, computed in one autograd node.
+        loss, soft, hard = losses.distillation_terms(student_logits, teacher_logits, targets, self.temperature,
+                                                     self.alpha)
+        return loss, {"kd": soft, "ce": hard}
 
     def describe(self) -> dict:
         return {"objective": "Distillation", "temperature": self.temperature, "alpha": self.alpha}

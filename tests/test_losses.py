@@ -153,3 +153,35 @@ def test_soft_cross_entropy_differs_from_kl_by_the_target_entropy():
     kl = F.kl_div(torch.log_softmax(STUDENT, 1), q, reduction="batchmean")
     h = -(q * q.log()).sum(1).mean()
     torch.testing.assert_close(losses.soft_cross_entropy(STUDENT, q), kl + h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.9, 1.0])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0, 20.0])
+def test_distillation_terms_match_the_reference_loss_and_gradient(alpha, temperature):
+    gen = torch.Generator().manual_seed(7)
+    s = (3 * torch.randn(16, 10, generator=gen, dtype=torch.float64)).requires_grad_()
+    t = 3 * torch.randn(16, 10, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,), generator=gen)
+    ref = losses.distillation_loss(s, t, y, temperature, alpha)
+    (g_ref,) = torch.autograd.grad(ref, s)
+    loss, kd, ce = losses.distillation_terms(s, t, y, temperature, alpha)
+    (g,) = torch.autograd.grad(loss, s)
+    assert torch.allclose(loss.double(), ref.double(), atol=1e-5)
+    assert torch.allclose(g.double(), g_ref, atol=1e-6), (g - g_ref).abs().max()
+    assert torch.allclose(kd.double(), losses.kd_loss(s, t, temperature).double(), atol=1e-5)
+    assert not kd.requires_grad and not ce.requires_grad
+
+
+def test_distillation_terms_errors_and_float32_math():
+    gen = torch.Generator().manual_seed(1)
+    s = torch.randn(4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    y = torch.tensor([0, 4, 2, 2])
+    # The maths runs in float32 (bf16-safe); the gradient keeps the input's dtype.
+    loss, _, _ = losses.distillation_terms(s.bfloat16(), t, y, 2.0, 0.7)
+    loss.backward()
+    assert s.grad is not None and s.grad.dtype == torch.float64 and torch.isfinite(s.grad).all()
+    with pytest.raises(ValueError, match="teacher_logits has shape"):
+        losses.distillation_terms(s, t[:, :3], y, 2.0, 0.7)
+    with pytest.raises(ValueError, match="alpha"):
+        losses.distillation_terms(s, t, y, 2.0, 1.5)

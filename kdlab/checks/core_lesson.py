@@ -1,4 +1,4 @@
-"""Exercise checks: call one with your answer and it tells you what, specifically, is wrong.
+"""Exercise checks for the core lesson, notebooks 01-04.
 
 Every check prints its feedback and returns a :class:`Feedback` (truthy when the
 answer is right). An unanswered exercise (``None``, or a function that raises
@@ -9,45 +9,15 @@ exception, so a notebook still runs top to bottom before the exercises are done.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from . import losses
-
-
-@dataclass
-class Feedback:
-    ok: bool
-    message: str
-    done: bool = True
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __repr__(self) -> str:
-        return self.message
-
-
-def _report(ok: bool, message: str, done: bool = True) -> Feedback:
-    mark = "✅" if ok else ("📝" if not done else "❌")
-    fb = Feedback(ok, f"{mark} {message}", done)
-    print(fb.message)
-    return fb
-
-
-def _not_done(what: str) -> Feedback:
-    return _report(False, f"Not done yet: {what} When you have written it, run this cell again.", done=False)
-
-
-def _call(fn: Callable, *args):
-    """Run the learner's function; returns (value, None) or (None, Feedback for an error)."""
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        return None, "not_done"
-    except Exception as err:  # noqa: BLE001 - we report any learner error as feedback
-        return None, _report(False, f"Your function raised {type(err).__name__}: {err}")
+from .. import losses
+from .feedback import Feedback
+from .feedback import call as _call
+from .feedback import not_done as _not_done
+from .feedback import probe as _probe
+from .feedback import report as _report
 
 
 # --- notebook 01 ---------------------------------------------------------------------------
@@ -61,9 +31,7 @@ def check_accuracy(my_accuracy: Callable[[torch.Tensor, torch.Tensor], float] | 
     targets = torch.randint(0, 10, (50,), generator=gen)
     targets[:20] = logits[:20].argmax(1)  # make about half correct
     expected = (logits.argmax(1) == targets).float().mean().item()
-    value, err = _call(my_accuracy, logits, targets)
-    if err == "not_done":
-        return _not_done("my_accuracy still raises NotImplementedError.")
+    value, err = _call(my_accuracy, logits, targets, name="my_accuracy")
     if err is not None:
         return err
     value = float(value)
@@ -121,9 +89,7 @@ def check_soft_targets(my_soft_targets: Callable[[torch.Tensor, float], torch.Te
         return _not_done("define my_soft_targets(logits, T).")
     logits = torch.tensor([[4.0, 1.0, -2.0, 0.5], [0.0, 3.0, 1.0, -1.0]])
     T = 4.0
-    value, err = _call(my_soft_targets, logits, T)
-    if err == "not_done":
-        return _not_done("my_soft_targets still raises NotImplementedError.")
+    value, err = _call(my_soft_targets, logits, T, name="my_soft_targets")
     if err is not None:
         return err
     value = torch.as_tensor(value).float()
@@ -132,8 +98,8 @@ def check_soft_targets(my_soft_targets: Callable[[torch.Tensor, float], torch.Te
         return _report(False, f"Your output has shape {tuple(value.shape)}; expected {tuple(expected.shape)}: "
                               "one distribution per example.")
     if torch.allclose(value, expected, atol=1e-5):
-        big, err = _call(my_soft_targets, torch.tensor([[1000.0, 0.0, -1000.0]]), 1.0)
-        if err is None and not torch.isfinite(torch.as_tensor(big)).all():
+        big = _probe(my_soft_targets, torch.tensor([[1000.0, 0.0, -1000.0]]), 1.0)
+        if big is not None and not torch.isfinite(torch.as_tensor(big)).all():
             return _report(False, "Right for ordinary logits, but it overflows to NaN for logits of ±1000: subtract "
                                   "the maximum logit before exp(), or use torch.softmax.")
         return _report(True, "Correct: each row sums to 1 and higher T flattens it.")
@@ -159,9 +125,7 @@ def check_entropy_bits(my_entropy: Callable[[torch.Tensor], torch.Tensor] | None
     if my_entropy is None:
         return _not_done("define my_entropy(p).")
     p = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
-    value, err = _call(my_entropy, p)
-    if err == "not_done":
-        return _not_done("my_entropy still raises NotImplementedError.")
+    value, err = _call(my_entropy, p, name="my_entropy")
     if err is not None:
         return err
     value = torch.as_tensor(value).float().flatten()
@@ -188,14 +152,12 @@ def check_gap_closed(my_gap_closed: Callable[[float, float, float], float] | Non
     if my_gap_closed is None:
         return _not_done("define my_gap_closed(student, scratch, teacher).")
     student, scratch, teacher = 0.97, 0.95, 0.99  # closes half the gap
-    value, err = _call(my_gap_closed, student, scratch, teacher)
-    if err == "not_done":
-        return _not_done("my_gap_closed still raises NotImplementedError.")
+    value, err = _call(my_gap_closed, student, scratch, teacher, name="my_gap_closed")
     if err is not None:
         return err
     value = float(value)
     if abs(value - 0.5) < 1e-6:
-        other, _ = _call(my_gap_closed, 0.95, 0.95, 0.99)
+        other = _probe(my_gap_closed, 0.95, 0.95, 0.99)
         if other is not None and abs(float(other)) > 1e-9:
             return _report(False, "Right for the first case, but a student no better than scratch closes 0% of the gap.")
         return _report(True, "Correct: (student − scratch) / (teacher − scratch). Hinton et al. closed about 90% "
@@ -214,7 +176,7 @@ def check_gap_closed(my_gap_closed: Callable[[float, float, float], float] | Non
 def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bins: int = 15) -> Feedback:
     """Exercise: ``my_ece(probs, targets)`` returns the expected calibration error with
     ``n_bins`` equal-width confidence bins: sum_b |B_b|/N · |acc(B_b) − conf(B_b)|."""
-    from .metrics import reliability
+    from ..metrics import reliability
 
     if my_ece is None:
         return _not_done("define my_ece(probs, targets).")
@@ -223,9 +185,7 @@ def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bi
     targets = torch.randint(0, 10, (400,), generator=gen)
     targets[:200] = probs[:200].argmax(1)
     expected = reliability(probs, targets, n_bins)["ece"]
-    value, err = _call(my_ece, probs, targets)
-    if err == "not_done":
-        return _not_done("my_ece still raises NotImplementedError.")
+    value, err = _call(my_ece, probs, targets, name="my_ece")
     if err is not None:
         return err
     value = float(value)
@@ -275,9 +235,7 @@ def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torc
     s = torch.randn(16, 10, generator=gen) * 2
     t = torch.randn(16, 10, generator=gen) * 4
     T = 3.0
-    value, err = _call(my_kd_loss, s, t, T)
-    if err == "not_done":
-        return _not_done("my_kd_loss still raises NotImplementedError.")
+    value, err = _call(my_kd_loss, s, t, T, name="my_kd_loss")
     if err is not None:
         return err
     value = torch.as_tensor(value).float()
@@ -285,8 +243,8 @@ def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torc
         return _report(False, f"Return one number (a 0-dim tensor), not shape {tuple(value.shape)}: average over the batch.")
     expected = losses.kd_loss(s, t, T)
     if torch.allclose(value, expected, rtol=1e-4, atol=1e-6):
-        same, err = _call(my_kd_loss, s, s.clone(), T)
-        if err is None and abs(float(same)) > 1e-5:
+        same = _probe(my_kd_loss, s, s.clone(), T)
+        if same is not None and abs(float(same)) > 1e-5:
             return _report(False, "Right value, but the loss should be 0 when student and teacher logits are equal.")
         return _report(True, f"Correct: {float(value):.4f}, equal to kdlab.losses.kd_loss.")
     for message, wrong in _kd_variants(s, t, T).items():
@@ -308,9 +266,7 @@ def check_distillation_loss(my_loss: Callable | None) -> Feedback:
     t = torch.randn(16, 10, generator=gen) * 4
     y = torch.randint(0, 10, (16,), generator=gen)
     T, alpha = 4.0, 0.8
-    value, err = _call(my_loss, s, t, y, T, alpha)
-    if err == "not_done":
-        return _not_done("my_loss still raises NotImplementedError.")
+    value, err = _call(my_loss, s, t, y, T, alpha, name="my_loss")
     if err is not None:
         return err
     value = float(torch.as_tensor(value))

@@ -1,0 +1,31 @@
+"""Exercise checks: call one with your answer and it tells you what, specifically, is wrong.
+
+One module per part of the course (``core_lesson`` for notebooks 01-04, one per
+later notebook topic); every public ``check_*`` function of every module is
+re-exported here, so notebooks simply call ``kdlab.checks.check_kd_loss(...)``.
+See :mod:`kdlab.checks.feedback` for the :class:`Feedback` they return.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from .feedback import Feedback
+
+__all__ = ["Feedback"]
+
+# Import every topic module and lift its check_* functions to the package level.
+# Discovery (rather than a hand-kept list) lets each notebook's checks live in
+# their own module without touching this file.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    if _info.name == "feedback" or _info.name.startswith("_"):
+        continue
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    for _name in dir(_module):
+        if _name.startswith("check_") and callable(getattr(_module, _name)):
+            if _name in globals():
+                raise ImportError(f"kdlab.checks: {_name} is defined in two modules; check names must be unique")
+            globals()[_name] = getattr(_module, _name)
+            __all__.append(_name)
+del _info, _module, _name

@@ -1,0 +1,78 @@
+"""The CUDA paths of the one training loop. Skipped without a GPU (CI has none); run them
+on a GPU box with ``python -m pytest tests/test_gpu.py``."""
+
+import pytest
+import torch
+
+import kdlab
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return kdlab.data.load("digits", seed=0)
+
+
+def cnn(ds, seed=0, **kw):
+    return kdlab.models.create("cnn", num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed, **kw)
+
+
+def test_defaults_on_cuda_are_the_fast_paths(digits):
+    model = cnn(digits)
+    history = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, augment=True, device="cuda", progress=False)
+    config = history.config
+    assert config["amp"] is True and config["channels_last"] is True and config["device"].startswith("cuda")
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert history.last["val_acc"] > 0.8, history.last
+
+
+def test_data_stays_uint8_on_the_device(digits):
+    split = digits.train.to(CUDA)
+    assert split.x.dtype == torch.uint8 and split.x.device.type == "cuda"
+    x, y, idx, view = next(split.batches(64, shuffle=True, augment=True, return_views=True,
+                                         generator=torch.Generator(device=CUDA).manual_seed(0)))
+    assert x.device.type == "cuda" and x.dtype == torch.float32 and view.device.type == "cuda"
+    # The augmentation drawn on the GPU is the one its view index names.
+    again, _ = split.augment_batch(split.x[idx], None, views=view)
+    assert torch.equal(split.normalize(again), x)
+
+
+def test_bf16_training_tracks_fp32(digits):
+    accs = {}
+    for amp in (True, False):
+        model = cnn(digits)
+        kdlab.train.fit(model, digits, epochs=4, lr=3e-3, device="cuda", amp=amp, progress=False, seed=0)
+        accs[amp] = kdlab.metrics.evaluate(model, digits.test)["accuracy"]
+    assert abs(accs[True] - accs[False]) < 0.03, accs
+
+
+def test_cached_and_online_teacher_agree_on_cuda(digits):
+    teacher = cnn(digits, seed=1)
+    kdlab.train.fit(teacher, digits, epochs=2, device="cuda", progress=False)
+    views = kdlab.train.view_logits(teacher, digits.train, device=CUDA)
+    split = digits.train.to(CUDA)
+    gen = torch.Generator(device=CUDA).manual_seed(3)
+    x, _, idx, view = next(split.batches(128, shuffle=True, augment=True, return_views=True, generator=gen))
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        online = teacher.eval()(x.contiguous(memory_format=torch.channels_last)).float()
+    # bf16 logits: agree to bf16 rounding, and on the argmax almost everywhere.
+    assert (online.argmax(1) == views[idx, view].argmax(1)).float().mean() > 0.97
+    assert torch.allclose(online, views[idx, view], atol=0.25, rtol=0.05)
+
+
+def test_distillation_on_cuda_and_checkpoint_to_cpu(digits, tmp_path):
+    teacher = cnn(digits, seed=1)
+    kdlab.train.fit(teacher, digits, epochs=3, lr=3e-3, device="cuda", progress=False)
+    student = kdlab.models.create("mlp", num_classes=10, input_shape=digits.input_shape, hidden=(64,), seed=0)
+    history = kdlab.train.fit(student, digits, teacher=teacher, epochs=3, lr=3e-3, augment=True, device="cuda",
+                              progress=False, teacher_cache=True)
+    assert history.config["teacher_logits"].startswith("cached"), history.config["teacher_logits"]
+    path = kdlab.checkpoint.save(student, tmp_path / "student.pt")
+    loaded, _ = kdlab.checkpoint.load(path, device="cpu")
+    assert next(loaded.parameters()).device.type == "cpu"
+    cpu_acc = kdlab.metrics.evaluate(loaded, digits.test)["accuracy"]
+    gpu_acc = kdlab.metrics.evaluate(student, digits.test.to(CUDA))["accuracy"]
+    assert abs(cpu_acc - gpu_acc) < 0.02
