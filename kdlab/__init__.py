@@ -4,13 +4,16 @@ Modules, one per concern (see docs/ARCHITECTURE.md):
 ``data`` datasets on the device; ``models`` models by name; ``losses`` the KD
 loss functions; ``objectives`` what the loop minimises; ``train`` the one
 training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
-``lab``, ``plots``, ``checks`` the notebooks' plumbing, figures and exercise checks.
+``lab``, ``plots``, ``checks`` the notebooks' plumbing, figures and exercise checks;
+``transfer``, ``adversarial``, ``transplant``, ``interpretable``, ``compress`` the
+variants of notebooks 05-09.
 """
 
-from . import (checkpoint, checks, data, devices, errors, experiments, lab, losses, metrics, models, objectives, plots,
-               train, validate, widgets)
+from . import (adversarial, checkpoint, checks, compress, data, devices, errors, experiments, interpretable, lab, losses,
+               metrics, models, objectives, plots, train, transfer, transplant, validate, widgets)
 
 __version__ = "0.1.0"
 
-__all__ = ["checkpoint", "checks", "data", "devices", "errors", "experiments", "lab", "losses", "metrics", "models", "objectives",
-           "plots", "train", "validate", "widgets", "__version__"]
+__all__ = ["adversarial", "checkpoint", "checks", "compress", "data", "devices", "errors", "experiments", "interpretable",
+           "lab", "losses", "metrics", "models", "objectives", "plots", "train", "transfer", "transplant", "validate",
+           "widgets", "__version__"]
