@@ -251,9 +251,13 @@ def saved_size(model: nn.Module, compressed: str | None = None, *, path: str | o
             ``"sparse"`` for every float tensor stored as a bitmask of its non-zero entries
             (1 bit per weight) plus the non-zero values, whenever that is smaller than dense
             (it is once more than 1/32 of a float32 tensor is zero); int8 tensors stay as they are.
-        path: keep the file here (a file path); by default it goes to a temporary folder and is
-            deleted after measuring.
+        path: keep the file here (a new file path: an existing file is never replaced, as with
+            :func:`kdlab.checkpoint.save`); by default it goes to a temporary folder and is deleted
+            after measuring.
     """
+    if path is not None and os.path.exists(path):
+        raise FileExistsError(f"path {os.fspath(path)!r} already exists; saved_size writes a new file there, so "
+                              "choose another path (it never replaces an existing file).")
     state = saved_state(model, compressed)
     with tempfile.TemporaryDirectory() as tmp:
         target = os.fspath(path) if path is not None else os.path.join(tmp, "weights.pt")

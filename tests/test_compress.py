@@ -161,6 +161,9 @@ def test_saved_size_is_the_real_file_size(tmp_path):
     gz = compress.saved_size(model, "gzip", path=gz_path)
     assert gz == os.stat(gz_path).st_size == len(gzip.compress(plain_bytes, compresslevel=6, mtime=0))
     assert gzip.decompress(gz_path.read_bytes()) == plain_bytes
+    with pytest.raises(FileExistsError, match="already exists"):  # a file the user has is never replaced
+        compress.saved_size(model, "gzip", path=path)
+    assert path.read_bytes() == plain_bytes
 
 
 def test_pruning_shrinks_only_compressed_sizes():
