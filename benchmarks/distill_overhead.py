@@ -2,9 +2,11 @@
 
     python benchmarks/distill_overhead.py [--quick]
 
-Student: MLP 800-800; teacher: the kit's CNN (untrained weights cost the same).
+Student: MLP 800-800; teacher: the kit's CNN, untrained (its forward pass costs the same
+as a trained one's).
   1. cached logits: KD epochs (teacher logits computed once, looked up per batch)
-     against plain cross-entropy epochs of the same student;
+     against plain cross-entropy epochs of the same student, with fit's fused AdamW step
+     and, for comparison, with torch's default step (what fit used before);
   0. the objective alone on a (128, 10) batch, forward and backward: cross-entropy,
      the op-by-op distillation loss (losses.distillation_loss) and the fused one
      (losses.distillation_terms, used by objectives.Distillation);
@@ -15,6 +17,7 @@ Student: MLP 800-800; teacher: the kit's CNN (untrained weights cost the same).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -38,11 +41,12 @@ def main(argv=None) -> str:
     views = kdlab.train.view_logits(teacher, ds.train)
     student = lambda: kdlab.models.create("mlp", num_classes=10, input_shape=ds.input_shape, hidden=(800, 800), seed=0)
 
-    def fit(**kw):
+    def fit(unfused=False, **kw):
         model = student()
 
         def run():
-            kdlab.train.fit(model, ds, epochs=epochs, device="cpu", progress=False, **kw)
+            with default_adamw() if unfused else contextlib.nullcontext():
+                kdlab.train.fit(model, ds, epochs=epochs, device="cpu", progress=False, **kw)
             return epochs * n
         return run
 
@@ -54,7 +58,9 @@ def main(argv=None) -> str:
                     teacher(x)
         return epochs * n
 
-    cached = {"CE": fit(), "KD cached": fit(teacher=teacher, teacher_logits=plain_logits)}
+    cached = {"CE": fit(), "KD cached": fit(teacher=teacher, teacher_logits=plain_logits),
+              "CE, default AdamW": fit(unfused=True),
+              "KD cached, default AdamW": fit(unfused=True, teacher=teacher, teacher_logits=plain_logits)}
     augmented = {"CE + shifts": fit(augment=True),
                  "KD online + shifts": fit(teacher=teacher, augment=True, teacher_cache=False),
                  "KD view cache + shifts": fit(teacher=teacher, augment=True, teacher_logits=views),
@@ -69,6 +75,9 @@ def main(argv=None) -> str:
            + table(["setting", "s/epoch", "ratio to its baseline (median, min–max)"], [
                ["CE (baseline)", f"{seconds(r1['CE']):.3f}", "1.00"],
                ["KD, cached teacher logits", f"{seconds(r1['KD cached']):.3f}", ratio_stats(r1["CE"], r1["KD cached"])],
+               ["CE, default (unfused) AdamW step (baseline)", f"{seconds(r1['CE, default AdamW']):.3f}", "1.00"],
+               ["KD, cached teacher logits, default AdamW step", f"{seconds(r1['KD cached, default AdamW']):.3f}",
+                ratio_stats(r1["CE, default AdamW"], r1["KD cached, default AdamW"])],
                ["CE + shifts (baseline)", f"{seconds(r2['CE + shifts']):.3f}", "1.00"],
                ["KD, teacher online on shifted batches", f"{seconds(r2['KD online + shifts']):.3f}",
                 ratio_stats(r2["CE + shifts"], r2["KD online + shifts"])],
@@ -84,6 +93,21 @@ def main(argv=None) -> str:
     out = objective_only(args.quick) + "\n" + out
     print(out)
     return out
+
+
+@contextlib.contextmanager
+def default_adamw():
+    """fit with torch's default (unfused) AdamW step, as kdlab used before it switched to
+    the fused one: shows what the switch changed (benchmarks/optimizer_step.py)."""
+    make = kdlab.train._make_optimizer
+
+    def unfused(name, params, device, **kw):
+        return make(name, params, torch.device("meta"), **kw)  # not cpu/cuda: the default step
+    kdlab.train._make_optimizer = unfused
+    try:
+        yield
+    finally:
+        kdlab.train._make_optimizer = make
 
 
 def objective_only(quick: bool) -> str:

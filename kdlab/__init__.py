@@ -14,6 +14,14 @@ from . import (adversarial, checkpoint, checks, compress, data, devices, errors,
 
 __version__ = "0.1.0"
 
+# The CPU's worker threads flush denormal floats to zero (why: devices.flush_denormals).
+# Done at import because workers copy the setting when they start, on the first parallel
+# operation; set later (as fit does for its own thread), it never reached the threads
+# running the matrix products, and long CPU runs slowed down 2x and more
+# (docs/BENCHMARKS.md, section 1). Python's own floats are left alone.
+# KDLAB_KEEP_DENORMALS=1 opts out.
+devices.WORKERS_FLUSH_DENORMALS = devices.flush_denormals_in_workers()
+
 __all__ = ["adversarial", "checkpoint", "checks", "compress", "data", "devices", "errors", "experiments", "interpretable",
            "lab", "losses", "metrics", "models", "objectives", "plots", "train", "transfer", "transplant", "validate",
            "widgets", "__version__"]

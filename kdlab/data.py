@@ -94,10 +94,16 @@ class Split:
             idx = idx.nonzero().flatten()
         return replace(self, x=self.x[idx], y=self.y[idx])
 
-    def normalize(self, x_uint8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 pixels -> normalised floats, ``(x / 255 - mean) / std`` in one fused op."""
+    def _affine(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        # (scale, bias) with x_float = bias + x_uint8 * scale; computed once per pass over
+        # the split rather than once per batch (six small ops a batch add up on a CPU).
         scale = (1.0 / (255.0 * self.std)).to(dtype).view(1, -1, 1, 1)
         bias = (-self.mean / self.std).to(dtype).view(1, -1, 1, 1)
+        return scale, bias
+
+    def normalize(self, x_uint8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """uint8 pixels -> normalised floats, ``(x / 255 - mean) / std`` in one fused op."""
+        scale, bias = self._affine(dtype)
         return torch.addcmul(bias, x_uint8.to(dtype), scale)
 
     def inputs(self, idx: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,30 +141,41 @@ class Split:
 
     def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False,
                 generator: torch.Generator | None = None, drop_last: bool = False, return_views: bool = False,
-                ) -> Iterator[tuple[torch.Tensor, ...]]:
+                normalized: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
         """Yield ``(x, y, idx)``: normalised float inputs, labels, and the indices into
         this split that they came from (so cached per-example values, such as teacher
         logits, can be looked up as ``cache[idx]`` and stay aligned after shuffling).
         With ``return_views`` also the augmented view of each example (see
-        :meth:`augment_batch`), for caches of per-view values: ``cache[idx, view]``."""
+        :meth:`augment_batch`), for caches of per-view values: ``cache[idx, view]``.
+
+        ``normalized``: this split's :meth:`inputs`, converted once by the caller (``fit``
+        does for small splits without augmentation), so that each batch is a plain float
+        lookup instead of a uint8 lookup plus a conversion. Same numbers either way."""
         n = len(self)
+        if normalized is not None and (augment or normalized.shape[0] != n):
+            raise ValueError("normalized= must be this split's inputs() and needs augment=False; "
+                             f"got shape {tuple(normalized.shape)} with augment={augment} for {n} images.")
         if shuffle:
             order = torch.randperm(n, device=self.x.device, generator=generator)
         else:
             order = torch.arange(n, device=self.x.device)
         stop = n - n % batch_size if drop_last else n
+        scale, bias = self._affine(torch.float32)
+        no_views = torch.zeros(min(batch_size, n), dtype=torch.long, device=self.x.device) if return_views else None
         for start in range(0, stop, batch_size):
             idx = order[start:start + batch_size]
-            xb = self.x[idx]
             view = None
-            if augment:
-                xb, view = self.augment_batch(xb, generator)
-            if return_views:
-                if view is None:
-                    view = torch.zeros_like(idx)
-                yield self.normalize(xb), self.y[idx], idx, view
+            if normalized is not None:
+                xb = normalized[idx]
             else:
-                yield self.normalize(xb), self.y[idx], idx
+                xb = self.x[idx]
+                if augment:
+                    xb, view = self.augment_batch(xb, generator)
+                xb = torch.addcmul(bias, xb.to(torch.float32), scale)
+            if return_views:
+                yield xb, self.y[idx], idx, (no_views[: len(idx)] if view is None else view)
+            else:
+                yield xb, self.y[idx], idx
 
 
 def shift_images(x: torch.Tensor, max_shift: int, offsets: torch.Tensor) -> torch.Tensor:

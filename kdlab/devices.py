@@ -8,7 +8,9 @@ because a learner who asked for the GPU wants to know it is not being used.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
@@ -69,3 +71,62 @@ def describe(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device.type
+
+
+def denormals_flushed() -> bool:
+    """Whether the CPU currently flushes denormal floats to zero (``torch.set_flush_denormal``):
+    a denormal times one stays a denormal unless it is flushed."""
+    return bool(torch.tensor(1e-39, dtype=torch.float32).mul(1.0).item() == 0.0)
+
+
+@contextlib.contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[None]:
+    """Flush denormal floats (magnitude below 1.2e-38) to zero on the CPU inside the block,
+    and restore the previous setting after it.
+
+    Why: late in training, when the loss is near zero, some gradients, Adam moments and
+    activations underflow into the denormal range, and CPU arithmetic on denormals is
+    microcoded: a matrix product of denormals measured 24x slower than of normal floats
+    on the reference CPU, and an 800-800 MLP trained on by ``fit`` call after call slowed
+    down 2x (2 threads, 70 epochs) to 4.7x (1 thread, 90 epochs); docs/BENCHMARKS.md,
+    section 1. The worker threads only get the setting if it is made before they start,
+    which is why importing kdlab calls :func:`flush_denormals_in_workers`; this context
+    covers the calling thread. Flushing them changes values by less than
+    1.2e-38, far below float32 rounding of anything that matters; GPUs and TensorFlow's
+    CPU kernels flush by default. No effect on CPUs without the SSE3 DAZ flag.
+    """
+    if not enabled:
+        yield
+        return
+    before = denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(before)
+
+
+def flush_denormals_in_workers() -> bool:
+    """Make the CPU's worker threads flush denormals to zero, leaving this thread as it was
+    (kdlab calls this on import). Returns whether it could.
+
+    Worker threads copy the setting of the thread that starts them, when they start: so
+    this turns flushing on, starts the worker pools with two small parallel operations (an
+    elementwise one and a matrix product), and turns it back off here, so that Python's
+    own float arithmetic keeps IEEE subnormals. It has no effect on pools that already
+    run (torch work done before ``import kdlab``), and none if ``KDLAB_KEEP_DENORMALS`` is
+    set to anything but ``""`` or ``"0"``. ``fit`` also flushes in the calling thread while
+    it trains (:func:`flush_denormals`)."""
+    if os.environ.get("KDLAB_KEEP_DENORMALS", "") not in ("", "0"):
+        return False
+    before = denormals_flushed()
+    if not torch.set_flush_denormal(True):
+        return False
+    try:
+        x = torch.ones(256, 256)
+        (x * 2.0).sum()  # the intra-op pool (elementwise kernels)
+        (torch.ones(1 << 20) * 2.0).sum()
+        x @ x  # the BLAS pool (matrix products)
+    finally:
+        torch.set_flush_denormal(before)
+    return True

@@ -16,30 +16,78 @@ from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
-from . import metrics, train
+from . import metrics, train, validate
 from .data import Dataset
+from .errors import NonFiniteLossError, ParameterError
+from .objectives import Objective
 
 
 def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterable[int], *,
               teacher: nn.Module | None = None, label: str = "", evaluate_with_teacher: nn.Module | None = None,
-              keep_models: bool = False, **fit_kwargs) -> list[dict]:
+              keep_models: bool = False, make_objective: Callable[[nn.Module, int], Objective | None] | None = None,
+              keep_history: bool = False, on_diverge: str = "raise", **fit_kwargs) -> list[dict]:
     """Train ``make_model(seed)`` with ``fit(..., seed=seed, **fit_kwargs)`` for each seed and
     return one row per seed: ``label``, ``seed``, the test metrics of
     :func:`kdlab.metrics.evaluate` (fidelity too when a teacher is known) and
-    ``train_seconds``. With ``keep_models`` each row also holds its ``model``."""
+    ``train_seconds``.
+
+    Args:
+        keep_models: each row also holds its trained ``model``.
+        make_objective: ``make_objective(model, seed)`` builds a fresh objective for each
+            run (one with state of its own, such as a discriminator or a penalty that
+            reads the model, must not be shared between seeds); ``None`` from it, or no
+            ``make_objective``, means fit's default.
+        keep_history: each row also holds the run's per-epoch ``records`` (fit's
+            History rows, as far as the run got) and ``train_acc``.
+        on_diverge: ``"raise"`` (default) lets fit's :class:`~kdlab.errors.NonFiniteLossError`
+            through; ``"record"`` keeps going: the row gets ``diverged`` (the error's message;
+            ``None`` for runs that did not) and the metrics of the last good weights, which
+            fit restored. Use it for experiments that are expected to fail sometimes.
+    """
+    validate.choice("on_diverge", on_diverge, ("raise", "record"))
+    if "objective" in fit_kwargs and make_objective is not None:
+        raise ParameterError("pass either objective= (one objective for every seed) or make_objective=, not both.")
     rows = []
     reference = evaluate_with_teacher if evaluate_with_teacher is not None else teacher
     for seed in seeds:
         model = make_model(seed)
+        kwargs = dict(fit_kwargs)
+        if make_objective is not None:
+            objective = make_objective(model, seed)
+            if objective is not None:
+                kwargs["objective"] = objective
+        records: list[dict] = []
+        diverged = None
         t0 = time.perf_counter()
-        history = train.fit(model, ds, teacher=teacher, seed=seed, **{"progress": False, **fit_kwargs})
+        try:
+            train.fit(model, ds, teacher=teacher, seed=seed,
+                      **{"progress": False, **kwargs, "callback": _chain(records.append, kwargs.get("callback"))})
+        except NonFiniteLossError as err:  # fit restored the last good weights before raising
+            if on_diverge == "raise":
+                raise
+            diverged = str(err)
         seconds = time.perf_counter() - t0
         row = {"label": label, "seed": seed, **metrics.evaluate(model, ds.test, teacher=reference),
-               "train_seconds": seconds, "final_val_acc": history.last.get("val_acc")}
+               "train_seconds": seconds, "final_val_acc": records[-1].get("val_acc") if records else None}
+        if on_diverge == "record":
+            row["diverged"] = diverged
+        if keep_history:
+            row["records"] = records
+            row["train_acc"] = records[-1]["train_acc"] if records else None
         if keep_models:
             row["model"] = model
         rows.append(row)
     return rows
+
+
+def _chain(first: Callable[[dict], None], second: Callable[[dict], None] | None) -> Callable[[dict], None]:
+    if second is None:
+        return first
+
+    def both(record: dict) -> None:
+        first(record)
+        second(record)
+    return both
 
 
 def column(rows: Sequence[dict], key: str, **where) -> list:

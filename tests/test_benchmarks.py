@@ -22,6 +22,23 @@ def test_distill_overhead_quick():
 
     out = distill_overhead.main(["--quick"])
     assert "KD, cached teacher logits" in out and "per-view logit cache" in out and "| KD fused |" in out
+    assert "default AdamW step" in out
+
+
+@pytest.mark.slow
+def test_optimizer_step_quick():
+    import optimizer_step
+
+    out = optimizer_step.main(["--quick"])
+    assert out.count("| fused |") == 2 and "| zeros |" in out
+
+
+@pytest.mark.slow
+def test_profile_ops_quick():
+    import profile_ops
+
+    out = profile_ops.main(["--quick"])
+    assert "| CE 1 | KD 1 | CE 2 | KD 2 |" in out and "all operators" in out
 
 
 @pytest.mark.slow

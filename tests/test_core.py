@@ -132,6 +132,51 @@ def test_fit_learns_and_reports_history(digits):
     assert kdlab.metrics.evaluate(model, digits.test)["accuracy"] > 0.8
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_fit_uses_the_fused_optimizer_step_and_it_matches_the_default_one(digits, optimizer, monkeypatch):
+    # The fused step is an implementation detail: the same update rule as torch's
+    # default step, so the trained weights agree up to float rounding.
+    fused_model = tiny_mlp(digits)
+    history = kdlab.train.fit(fused_model, digits, epochs=2, batch_size=64, optimizer=optimizer, lr=1e-2,
+                              progress=False)
+    assert history.config["fused_optimizer"] is True
+    make = kdlab.train._make_optimizer
+    monkeypatch.setattr(kdlab.train, "_make_optimizer",
+                        lambda name, params, device, **kw: make(name, params, torch.device("meta"), **kw))
+    default_model = tiny_mlp(digits)
+    history = kdlab.train.fit(default_model, digits, epochs=2, batch_size=64, optimizer=optimizer, lr=1e-2,
+                              progress=False)
+    assert history.config["fused_optimizer"] is False
+    for a, b in zip(fused_model.parameters(), default_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_flushes_denormals_while_training_on_cpu_and_restores_the_setting(digits):
+    seen = []
+    assert not kdlab.devices.denormals_flushed()  # importing kdlab leaves this thread's floats alone
+    kdlab.train.fit(tiny_mlp(digits), digits, epochs=2, device="cpu", progress=False,
+                    callback=lambda record: seen.append(kdlab.devices.denormals_flushed()))
+    assert seen == [True, True]
+    assert not kdlab.devices.denormals_flushed()
+    torch.set_flush_denormal(True)  # and one who has it on keeps it on
+    try:
+        kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, device="cpu", progress=False)
+        assert kdlab.devices.denormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_importing_kdlab_makes_the_worker_threads_flush_denormals_unless_asked_not_to():
+    import subprocess
+    import sys
+
+    code = "import kdlab; print(kdlab.devices.WORKERS_FLUSH_DENORMALS, kdlab.devices.denormals_flushed())"
+    for env, expected in (({}, "True False"), ({"KDLAB_KEEP_DENORMALS": "1"}, "False False")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**__import__("os").environ, **env})
+        assert out.stdout.strip() == expected, (env, out.stdout, out.stderr)
+
+
 def test_any_module_can_be_student_and_teacher_and_the_teacher_stays_frozen(digits):
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     kdlab.train.fit(teacher, digits, epochs=1, progress=False)

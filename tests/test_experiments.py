@@ -56,6 +56,52 @@ def test_run_seeds_is_reproducible_and_forwards_fit_arguments(digits):
     assert kdlab.metrics.evaluate(a[0]["model"], digits.test)["accuracy"] == a[0]["accuracy"]
 
 
+def test_run_seeds_builds_a_fresh_objective_per_seed_and_keeps_the_history(digits):
+    made = []
+
+    def make_objective(model, seed):
+        made.append((model, seed, kdlab.objectives.CrossEntropy(label_smoothing=0.1)))
+        return made[-1][2]
+
+    rows = run_seeds(make_mlp(digits), digits, [0, 1], make_objective=make_objective, keep_history=True,
+                     keep_models=True, epochs=2, batch_size=256)
+    assert [seed for _, seed, _ in made] == [0, 1]
+    assert made[0][2] is not made[1][2]
+    assert all(row["model"] is model for row, (model, _, _) in zip(rows, made))
+    for row in rows:
+        assert [r["epoch"] for r in row["records"]] == [1, 2]
+        assert row["train_acc"] == row["records"][-1]["train_acc"]
+        assert row["final_val_acc"] == row["records"][-1]["val_acc"]
+    assert rows[0]["records"] is not rows[1]["records"]
+    with pytest.raises(kdlab.errors.ParameterError, match="make_objective"):
+        run_seeds(make_mlp(digits), digits, [0], make_objective=make_objective,
+                  objective=kdlab.objectives.CrossEntropy(), epochs=1)
+
+
+class _NaNFromEpoch2(kdlab.objectives.CrossEntropy):
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.calls, self.steps = 0, steps_per_epoch
+
+    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
+        self.calls += 1
+        loss, logs = super().forward(student_logits, targets, teacher_logits, inputs=inputs)
+        return (loss * float("nan") if self.calls > self.steps else loss), logs
+
+
+def test_run_seeds_can_record_diverged_runs_instead_of_raising(digits):
+    make_objective = lambda model, seed: _NaNFromEpoch2(math.ceil(len(digits.train) / 512)) if seed == 1 else None
+    with pytest.raises(kdlab.errors.NonFiniteLossError):
+        run_seeds(make_mlp(digits), digits, [0, 1], make_objective=make_objective, epochs=2, batch_size=512)
+    rows = run_seeds(make_mlp(digits), digits, [0, 1], make_objective=make_objective, on_diverge="record",
+                     keep_history=True, epochs=2, batch_size=512)
+    assert rows[0]["diverged"] is None and len(rows[0]["records"]) == 2
+    assert "non-finite" in rows[1]["diverged"] and len(rows[1]["records"]) == 1
+    assert math.isfinite(rows[1]["accuracy"])  # measured on the last good weights fit restored
+    with pytest.raises(kdlab.errors.ParameterError, match="on_diverge"):
+        run_seeds(make_mlp(digits), digits, [0], on_diverge="ignore", epochs=1)
+
+
 def test_run_seeds_with_a_teacher_distils_and_reports_fidelity(digits):
     teacher = make_mlp(digits, hidden=(64,))(7)
     kdlab.train.fit(teacher, digits, epochs=2, batch_size=128, progress=False)
