@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import distill_overhead  # noqa: E402
+import long_run_drift  # noqa: E402
 import loop_throughput  # noqa: E402
 import optimizer_step  # noqa: E402
 import time_to_lesson  # noqa: E402
@@ -29,6 +30,7 @@ def main(argv=None) -> None:
              f"Command: `python benchmarks/run_all.py {' '.join(argv if argv is not None else sys.argv[1:])}`".rstrip(), ""]
     parts.append(loop_throughput.main(quick))
     parts.append(optimizer_step.main(quick))
+    parts.append(long_run_drift.main(quick))
     parts.append(distill_overhead.main(quick))
     if not args.skip_lessons:
         parts.append(time_to_lesson.main(quick + (["--keep", args.keep] if args.keep else [])))

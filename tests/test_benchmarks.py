@@ -42,6 +42,14 @@ def test_profile_ops_quick():
 
 
 @pytest.mark.slow
+def test_long_run_drift_quick():
+    import long_run_drift
+
+    out = long_run_drift.main(["--quick"])
+    assert "denormals kept" in out and "kdlab default" in out
+
+
+@pytest.mark.slow
 def test_time_to_lesson_quick(tmp_path):
     import time_to_lesson
 
