@@ -16,7 +16,7 @@ better, without tuning on the test set:
   * the validation split (400 images) is where a choice would be made; test accuracy is
     printed beside it for the record.
 
-Everything else is notebook 04's recipe. About 15 minutes on 2 CPU cores; it trains
+Everything else is notebook 04's recipe. About 6 minutes on 2 CPU cores; it trains
 notebook 01's teacher first if checkpoints/ has none.
 """
 
