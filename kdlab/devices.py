@@ -119,14 +119,9 @@ def flush_denormals_in_workers() -> bool:
     it trains (:func:`flush_denormals`)."""
     if os.environ.get("KDLAB_KEEP_DENORMALS", "") not in ("", "0"):
         return False
-    before = denormals_flushed()
-    if not torch.set_flush_denormal(True):
-        return False
-    try:
+    with flush_denormals():
         x = torch.ones(256, 256)
         (x * 2.0).sum()  # the intra-op pool (elementwise kernels)
         (torch.ones(1 << 20) * 2.0).sum()
         x @ x  # the BLAS pool (matrix products)
-    finally:
-        torch.set_flush_denormal(before)
-    return True
+        return denormals_flushed()  # False on CPUs that cannot flush

@@ -118,9 +118,10 @@ def _make_optimizer(name: str, params: list, device: torch.device, *, lr: float,
     buffers hold many exact zeros (dead ReLU units), and ``sqrt(0.0)`` is slow on those
     CPUs. Measured in docs/BENCHMARKS.md, section 2 (benchmarks/optimizer_step.py).
     Same update rule; results differ from the unfused step only by float rounding.
-    Other devices (MPS) and parameter types keep the default implementation.
+    Other devices (MPS), and anything the fused kernel refuses, keep the default step.
     """
-    fused = device.type in ("cpu", "cuda") and all(p.is_floating_point() and p.device == device for p in params)
+    # By device type: "cuda" and the parameters' "cuda:0" are different torch.devices.
+    fused = device.type in ("cpu", "cuda")
     make = (lambda **kw: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)) if name == "adamw" else (
         lambda **kw: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,
                                      weight_decay=weight_decay, **kw))

@@ -25,6 +25,7 @@ def test_defaults_on_cuda_are_the_fast_paths(digits):
     history = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, augment=True, device="cuda", progress=False)
     config = history.config
     assert config["amp"] is True and config["channels_last"] is True and config["device"].startswith("cuda")
+    assert config["fused_optimizer"] is True  # device "cuda" against parameters on "cuda:0"
     assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert history.last["val_acc"] > 0.8, history.last
 
