@@ -49,6 +49,8 @@ def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterab
         raise ParameterError("pass either objective= (one objective for every seed) or make_objective=, not both.")
     rows = []
     reference = evaluate_with_teacher if evaluate_with_teacher is not None else teacher
+    # The reference's test logits are the same for every seed: computed once, not once a run.
+    reference_logits = train.predict_logits(reference, ds.test) if reference is not None else None
     for seed in seeds:
         model = make_model(seed)
         kwargs = dict(fit_kwargs)
@@ -67,7 +69,7 @@ def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterab
                 raise
             diverged = str(err)
         seconds = time.perf_counter() - t0
-        row = {"label": label, "seed": seed, **metrics.evaluate(model, ds.test, teacher=reference),
+        row = {"label": label, "seed": seed, **metrics.evaluate(model, ds.test, teacher_logits=reference_logits),
                "train_seconds": seconds, "final_val_acc": records[-1].get("val_acc") if records else None}
         if on_diverge == "record":
             row["diverged"] = diverged

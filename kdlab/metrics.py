@@ -20,6 +20,7 @@ from torch import nn
 
 from . import devices
 from .data import Split
+from .errors import ParameterError
 from .train import predict_logits
 
 
@@ -80,17 +81,25 @@ def reliability(probs: torch.Tensor, target: torch.Tensor, n_bins: int = 15) -> 
 
 
 def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None, device=None,
-             batch_size: int = 1024, n_bins: int = 15, logits: torch.Tensor | None = None) -> dict:
+             batch_size: int | None = None, n_bins: int = 15, logits: torch.Tensor | None = None,
+             teacher_logits: torch.Tensor | None = None) -> dict:
     """Metrics of ``model`` on ``split`` (e.g. ``ds.test``).
 
     Returns a dict with ``accuracy``, ``error_count``, ``f1_macro``, ``nll`` (mean
-    negative log-likelihood, nats), ``ece`` (15 bins) and ``n``; with ``teacher``,
-    also ``agreement`` (top-1 agreement) and ``kl_to_teacher`` (mean KL(p_t || p_s)
-    at T = 1, nats). Pass precomputed ``logits`` to skip the forward pass.
+    negative log-likelihood, nats), ``ece`` (15 bins) and ``n``; with ``teacher`` (or
+    ``teacher_logits``), also ``agreement`` (top-1 agreement) and ``kl_to_teacher``
+    (mean KL(p_t || p_s) at T = 1, nats). Pass precomputed ``logits`` to skip the
+    model's forward pass, and ``teacher_logits`` (``predict_logits(teacher, split)``)
+    to skip the teacher's, e.g. when many students are scored against one teacher.
+    ``batch_size=None`` picks :func:`kdlab.train.eval_batch_size`.
     """
     device = _model_device(model, device)
     if logits is None:
         logits = predict_logits(model.to(device), split, batch_size=batch_size, device=device)
+    for name, given in (("logits", logits), ("teacher_logits", teacher_logits)):
+        if given is not None and tuple(given.shape[:1]) != (len(split),):
+            raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must hold one row per example "
+                                 f"of the split ({len(split)} rows).")
     y = split.y.to(logits.device)
     num_classes = logits.shape[1]
     probs = logits.softmax(dim=1)
@@ -98,8 +107,11 @@ def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None
     out = {"accuracy": float((pred == y).float().mean()), "error_count": int((pred != y).sum()),
            "f1_macro": f1_macro(pred, y, num_classes), "nll": float(F.cross_entropy(logits, y)),
            "ece": reliability(probs, y, n_bins)["ece"], "n": int(len(y))}
-    if teacher is not None:
+    if teacher_logits is not None:
+        t_logits = teacher_logits.to(logits.device, torch.float32)
+    elif teacher is not None:
         t_logits = predict_logits(teacher.to(device), split, batch_size=batch_size, device=device)
+    if teacher is not None or teacher_logits is not None:
         out["agreement"] = float((t_logits.argmax(1) == pred).float().mean())
         out["kl_to_teacher"] = float(F.kl_div(logits.log_softmax(1), t_logits.log_softmax(1),
                                               reduction="batchmean", log_target=True))

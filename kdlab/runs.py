@@ -217,6 +217,29 @@ def _run_point(notebook: str, folder: str, parameters: dict) -> tuple[str, str |
         return folder, text.strip().splitlines()[-1]
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """CPU threads for each of ``jobs`` notebooks running at once: the cores shared out, at least 1."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+def _share_cores(threads: int) -> None:
+    """Worker initializer: kernels started by this worker use ``threads`` CPU threads.
+
+    Why: each kernel's torch otherwise starts one thread per core, so N kernels at once
+    run N times as many threads as there are cores. Their threads then wait for each
+    other at every parallel operation (OpenMP spins, then yields a whole time slice): on
+    the 2-core reference machine, two smoke runs of notebook 04 side by side took longer
+    than the same two one after the other (docs/BENCHMARKS.md, section 3). A thread
+    count the user set in the environment is kept.
+    """
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+
+
 def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, object], *, smoke: bool, out: Path,
           jobs: int = 1, metric: str | None = None, progress: bool = True) -> tuple[Path, list[str]]:
     """Run the Cartesian ``grid`` (plus ``fixed`` parameters) of ``notebook``; returns the
@@ -265,7 +288,8 @@ def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, obje
         done(_run_point(*pending[0]))
         rest = pending[1:]
         if jobs > 1 and len(rest) > 1:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, initializer=_share_cores,
+                                     initargs=(threads_per_job(jobs),)) as pool:
                 for future in as_completed([pool.submit(_run_point, *args) for args in rest]):
                     done(future.result())
         else:

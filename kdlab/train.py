@@ -9,10 +9,10 @@ between methods, so a comparison between methods is a comparison of objectives.
 Speed (see docs/BENCHMARKS.md): data stays on the device as uint8 and batches
 are index slices of a device ``randperm``; per-batch statistics are summed into
 device tensors and read once per epoch, so the loop never waits on the GPU
-inside an epoch. On CUDA it adds bf16 autocast (losses in float32),
-channels_last for convolutional models and ``cudnn.benchmark``;
-``compile=True`` opts in to ``torch.compile`` and falls back to eager if that
-fails.
+inside an epoch. Convolutional models train in channels_last where that pays
+(CUDA, and x86-64 CPUs with oneDNN). On CUDA it adds bf16 autocast (losses in
+float32) and ``cudnn.benchmark``; ``compile=True`` opts in to ``torch.compile``
+and falls back to eager if that fails.
 
 Faults: a non-finite loss stops training with the epoch and batch where it
 first happened and restores the last good weights; ``KeyboardInterrupt`` (the
@@ -173,26 +173,66 @@ def _seed_for(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
 
 
-def predict_logits(model: nn.Module, split: Split, *, batch_size: int = 1024, device: torch.device | None = None,
-                   amp: bool = False) -> torch.Tensor:
-    """Float32 logits ``(N, K)`` of ``model`` on ``split`` (eval mode, no grad), on ``device``."""
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+@contextlib.contextmanager
+def _channels_last(model: nn.Module, enabled: bool):
+    """``model`` in the channels_last memory format inside the block, as it was after it.
+
+    A model that is already channels_last (``fit`` leaves it so where that pays) is not
+    touched; another one is converted for the block and converted back after it, so that
+    evaluating a model never changes its layout behind the caller's back."""
+    if not enabled:
+        yield
+        return
+    before = [p.stride() for p in model.parameters() if p.dim() == 4]
+    model.to(memory_format=torch.channels_last)
+    changed = before != [p.stride() for p in model.parameters() if p.dim() == 4]
+    try:
+        yield
+    finally:
+        if changed:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def eval_batch_size(device: torch.device) -> int:
+    """Batch size for inference when none is given: 1024 on a GPU; 256 on the CPU, where one
+    batch of 1,024 28x28 images made the CNN teacher 2x slower than batches of 256, because
+    its activations no longer fit the caches (docs/BENCHMARKS.md, section 1)."""
+    return 256 if device.type == "cpu" else 1024
+
+
+def predict_logits(model: nn.Module, split: Split, *, batch_size: int | None = None,
+                   device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
+    """Float32 logits ``(N, K)`` of ``model`` on ``split`` (eval mode, no grad), on ``device``.
+
+    ``batch_size=None`` picks :func:`eval_batch_size`. A convolutional model runs in
+    channels_last where that pays (:func:`kdlab.devices.channels_last_pays`), and is left
+    in the memory format it came in."""
     device = device or next(model.parameters()).device
+    batch_size = eval_batch_size(device) if batch_size is None else validate.integer("batch_size", batch_size, low=1)
     split = split.to(device)
+    use_cl = _has_conv(model) and devices.channels_last_pays(device)
     was_training = model.training
     model.eval()
     out = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
     try:
-        with torch.inference_mode(), autocast:
+        # Converted outside inference_mode: weights made inside it could not be trained afterwards.
+        with _channels_last(model, use_cl), torch.inference_mode(), autocast:
             for x, _, _ in split.batches(batch_size):
+                if use_cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 out.append(model(x).float())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0, device=device)
 
 
-def view_logits(model: nn.Module, split: Split, *, batch_size: int = 1024, device: torch.device | None = None,
-                amp: bool = False) -> torch.Tensor:
+def view_logits(model: nn.Module, split: Split, *, batch_size: int | None = None,
+                device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
     """Float32 logits ``(N, V, K)`` of ``model`` on every augmented view of every image of
     ``split`` (``V = split.num_views``), so training can look up ``[idx, view]`` instead of
     running ``model`` on each augmented batch."""
@@ -269,8 +309,11 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
         seed: the batch order, augmentation and dropout depend only on it (and on the
             model's initial weights): the same seed gives the same numbers on CPU.
         progress: show a tqdm progress bar over epochs.
-        amp, channels_last: bf16 autocast and channels_last memory format; ``None`` means
-            on for CUDA, off elsewhere. On the CPU, fit flushes denormal floats to zero
+        amp, channels_last: bf16 autocast and the channels_last memory format. ``amp=None``
+            means on for CUDA, off elsewhere; ``channels_last=None`` means on for
+            convolutional models where it pays (CUDA, and x86-64 CPUs with oneDNN:
+            :func:`kdlab.devices.channels_last_pays`). The model (and teacher) stay in
+            that format after training. On the CPU, fit flushes denormal floats to zero
             while it trains and restores the previous setting afterwards
             (:func:`kdlab.devices.flush_denormals` says why).
         compile: wrap the model in ``torch.compile`` (falls back to eager with a warning).
@@ -354,8 +397,7 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
     use_amp = (device.type == "cuda") if amp is None else bool(amp)
     if use_amp and device.type != "cuda":
         raise ParameterError(f"amp=True needs a CUDA device; device is {device.type!r}. Use amp=None.")
-    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-    use_cl = (device.type == "cuda" and has_conv) if channels_last is None else bool(channels_last)
+    use_cl = (devices.channels_last_pays(device) and _has_conv(model)) if channels_last is None else bool(channels_last)
     memory_format = torch.channels_last if use_cl else torch.contiguous_format
     if use_cl:
         model.to(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import nbformat
@@ -27,7 +28,8 @@ def fixture_notebook(folder: Path) -> Path:
         "if fail_marker and os.path.exists(fail_marker) and temperature == 2.0 and seed == 1:\n"
         "    raise RuntimeError('deliberate failure')\n"
         "pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
-        "json.dump({'accuracy': 0.9 + temperature / 100 + seed / 1000, 'smoke': smoke},"
+        "json.dump({'accuracy': 0.9 + temperature / 100 + seed / 1000, 'smoke': smoke,"
+        " 'omp_threads': os.environ.get('OMP_NUM_THREADS', '')},"
         " open(pathlib.Path(output_dir) / 'metrics.json', 'w'))")
     nb = new_notebook(cells=[params, body])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -54,6 +56,41 @@ def test_sweep_of_notebook_04_on_digits_gives_four_rows(tmp_path):
     assert (folder / "summary.png").exists()
     md, html = runs.report(folder)
     assert "distilled_accuracy by temperature" in md.read_text() and html.exists()
+
+
+def test_parallel_points_share_the_cores_out():
+    assert runs.threads_per_job(2, cores=2) == 1
+    assert runs.threads_per_job(2, cores=16) == 8
+    assert runs.threads_per_job(3, cores=16) == 5
+    assert runs.threads_per_job(8, cores=2) == 1  # never 0 threads
+
+
+@pytest.fixture
+def no_thread_settings(monkeypatch):
+    """No thread-count variables in the environment, restored (or removed) afterwards. A
+    plain delenv of an unset variable records nothing, so what _share_cores writes would
+    leak into every later notebook kernel of the test session."""
+    for name in runs.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "x")
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.slow
+def test_parallel_sweep_kernels_get_their_share_of_threads(tmp_path, no_thread_settings):
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["sweep", str(nb), "-p", "seed", "0", "1", "2", "--out", str(tmp_path / "runs"), "-j", "2"]) == 0
+    folder = next((tmp_path / "runs").glob("sweep-99_fixture-*"))
+    threads = {json.loads((folder / f"seed={s}" / "metrics.json").read_text())["omp_threads"] for s in (1, 2)}
+    # The first point runs alone with every core; the two after it run side by side, a share each.
+    assert threads == {str(runs.threads_per_job(2))}
+    first = json.loads((folder / "seed=0" / "metrics.json").read_text())["omp_threads"]
+    assert first == ""
+
+
+def test_a_thread_count_the_user_set_is_kept(no_thread_settings, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    runs._share_cores(1)
+    assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["MKL_NUM_THREADS"] == "1"
 
 
 @pytest.mark.slow

@@ -34,6 +34,20 @@ def test_mnist5k_split_sizes_and_fixed_stratified_test(mnist5k):
     assert torch.bincount(mnist5k.val.y).tolist() == [40] * 10
 
 
+def test_digits_read_directly_equal_scikit_learns_loader(monkeypatch):
+    from sklearn.datasets import load_digits
+
+    reference = load_digits()
+    expected = np.rint(reference.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    assert kdlab.data._digits_file() is not None  # the fast path is the one taken here
+    x, y, _ = kdlab.data._digits_arrays()
+    assert np.array_equal(x, expected) and np.array_equal(y, reference.target)
+    # A scikit-learn that keeps the file elsewhere falls back to its loader, with the same arrays.
+    monkeypatch.setattr(kdlab.data, "_digits_file", lambda: None)
+    x2, y2, _ = kdlab.data._digits_arrays()
+    assert np.array_equal(x2, expected) and np.array_equal(y2, reference.target)
+
+
 def test_normalisation_uses_train_statistics(mnist5k):
     pixels = mnist5k.train.x.float() / 255
     assert mnist5k.train.mean.item() == pytest.approx(pixels.mean().item(), rel=1e-4)
@@ -358,3 +372,68 @@ def test_compile_falls_back_to_eager_when_it_fails(digits, monkeypatch):
     with pytest.warns(UserWarning, match="training in eager mode"):
         history = kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, compile=True, progress=False)
     assert len(history) == 1 and np.isfinite(history["train_loss"][0])
+
+
+def small_cnn(ds, seed=0):
+    return kdlab.models.create("cnn", num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed,
+                               channels=(8, 16), fc=32)
+
+
+def is_channels_last(model):
+    # The second conv has 8 input channels, so its NCHW and NHWC strides differ (the first has 1).
+    weight = model.features[3].weight
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def test_evaluating_a_cnn_leaves_its_memory_format_and_gives_the_nchw_logits(digits):
+    model = small_cnn(digits).eval()
+    with torch.no_grad():
+        reference = model(digits.test.inputs())
+    logits = kdlab.train.predict_logits(model, digits.test)
+    torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-5)
+    assert not is_channels_last(model)
+    # The weights converted for inference are ordinary tensors: the model still trains.
+    history = kdlab.train.fit(model, digits, epochs=1, progress=False, channels_last=False)
+    assert np.isfinite(history.last["train_loss"])
+
+
+def test_fit_trains_cnns_channels_last_where_that_pays_and_matches_nchw(digits):
+    runs = {}
+    for layout in (None, False):
+        model = small_cnn(digits)
+        history = kdlab.train.fit(model, digits, epochs=2, progress=False, channels_last=layout)
+        runs[layout] = (history, model)
+    pays = kdlab.devices.channels_last_pays(torch.device("cpu"))
+    assert runs[None][0].config["channels_last"] is pays and is_channels_last(runs[None][1]) is pays
+    assert runs[False][0].config["channels_last"] is False and not is_channels_last(runs[False][1])
+    # Same arithmetic in another order: the losses agree to float rounding.
+    for a, b in zip(runs[None][0]["train_loss"], runs[False][0]["train_loss"]):
+        assert a == pytest.approx(b, rel=1e-3)
+    # An MLP has no convolutions and is never converted.
+    assert kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, progress=False).config["channels_last"] is False
+
+
+def test_channels_last_pays_on_cuda_and_x86_cpus_only(monkeypatch):
+    import platform
+
+    assert kdlab.devices.channels_last_pays(torch.device("cuda"))
+    assert not kdlab.devices.channels_last_pays(torch.device("mps"))
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert not kdlab.devices.channels_last_pays(torch.device("cpu"))
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert kdlab.devices.channels_last_pays(torch.device("cpu")) is torch.backends.mkldnn.is_available()
+
+
+def test_inference_batch_size_depends_on_the_device():
+    assert kdlab.train.eval_batch_size(torch.device("cpu")) == 256
+    assert kdlab.train.eval_batch_size(torch.device("cuda")) == 1024
+
+
+def test_evaluate_with_precomputed_teacher_logits_equals_evaluate_with_the_teacher(digits):
+    student, teacher = tiny_mlp(digits, seed=0), tiny_mlp(digits, seed=1)
+    direct = kdlab.metrics.evaluate(student, digits.test, teacher=teacher)
+    cached = kdlab.metrics.evaluate(student, digits.test,
+                                    teacher_logits=kdlab.train.predict_logits(teacher, digits.test))
+    assert cached == direct
+    with pytest.raises(ValueError, match="teacher_logits has shape"):
+        kdlab.metrics.evaluate(student, digits.test, teacher_logits=torch.zeros(3, 10))
