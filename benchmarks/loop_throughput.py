@@ -16,7 +16,9 @@ lr 1e-3) for all of them:
                 (kdlab.devices.channels_last_pays), so fit's own overhead is measured against
                 a loop in the same layout;
   fit:          kdlab.train.fit, whole epochs including its per-epoch validation,
-                history, LR schedule and non-finite checks (progress bar off and on).
+                history, LR schedule and non-finite checks (progress bar off and on);
+  fit, amp=True: the same with bf16 autocast, only on CPUs with native bf16 (AMX,
+                AVX512-BF16): reduced precision, so a separate column, not "the same model".
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def make_contenders(model_name: str, ds, epochs: int, batch_size: int = 128):
 
     fit_model = build()
 
-    def fit(progress):
+    def fit(progress, amp=None):
+        model = fit_model if amp is None else build()
+
         def run():
-            kdlab.train.fit(fit_model, ds, epochs=epochs, lr=1e-3, batch_size=batch_size, device="cpu",
-                            progress=progress)
+            kdlab.train.fit(model, ds, epochs=epochs, lr=1e-3, batch_size=batch_size, device="cpu",
+                            progress=progress, amp=amp)
             return epochs * n
         return run
 
@@ -103,6 +107,8 @@ def make_contenders(model_name: str, ds, epochs: int, batch_size: int = 128):
                   "fit": fit(False), "fit+bar": fit(True)}
     if model_name == "cnn":  # fit trains convolutions in channels_last where that pays; so can a bare loop
         contenders["bare, channels_last"] = bare_loop(True, channels_last=True)
+    if kdlab.devices.cpu_has_native_bf16():  # opt-in bf16 autocast, where the CPU has it in hardware
+        contenders["fit, amp=True"] = fit(False, amp=True)
     return contenders
 
 
@@ -127,17 +133,23 @@ def main(argv=None) -> str:
                      ratio_stats(rates["fit"], rates["bare"]), best_ratio(rates["fit"], rates["bare"]),
                      ratio_stats(rates["fit+bar"], rates["bare"]), ratio_stats(rates["fit"], same_layout),
                      ratio_stats(rates["fit"], rates["conventional"]), ratio_stats(rates["bare"], rates["conventional"]),
-                     ratio_stats(rates["bare, default AdamW"], rates["conventional"])])
+                     ratio_stats(rates["bare, default AdamW"], rates["conventional"]),
+                     *((f"{median(rates['fit, amp=True']):,.0f}",
+                        ratio_stats(rates["fit, amp=True"], rates["conventional"]))
+                       if "fit, amp=True" in rates else ("—", "—"))])
     out = ("### Loop throughput (samples/s, median of rounds; ratios: median (min–max per round))\n\n"
            + table(["model", "conventional", "bare, default AdamW", "bare", "fit", "fit + progress bar",
                     "bare, channels_last", "fit / bare", "fit / bare, best rounds", "fit+bar / bare",
                     "fit / bare in fit's layout", "fit / conventional", "bare / conventional",
-                    "bare default AdamW / conventional"], rows)
+                    "bare default AdamW / conventional", "fit, amp=True (bf16)",
+                    "fit amp=True / conventional"], rows)
            + f"\n\nMachine: {machine()}. mnist-5k train split ({len(ds.train)} images), batch 128, AdamW (lr 1e-3); "
              "fit and bare use the fused AdamW step, the conventional loop and 'bare, default AdamW' torch's default. "
              "fit trains the CNN in channels_last on this machine: "
              f"{kdlab.devices.channels_last_pays(torch.device('cpu'))}; 'fit / bare in fit's layout' divides by the "
-             "bare loop in the same memory format, so it is the loop's own overhead.\n")
+             "bare loop in the same memory format, so it is the loop's own overhead. 'fit, amp=True' is the opt-in "
+             "bf16 autocast, run only on CPUs with native bf16 (here: "
+             f"{kdlab.devices.cpu_has_native_bf16()}); every other contender computes in float32.\n")
     print(out)
     return out
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import DeviceUnavailableError, ParameterTypeError
+from .errors import DeviceUnavailableError, ParameterError, ParameterTypeError
 
 CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -87,6 +87,41 @@ def channels_last_pays(device: torch.device) -> bool:
         return True
     return (device.type == "cpu" and torch.backends.mkldnn.is_available()
             and platform.machine().lower() in ("x86_64", "amd64"))
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products in hardware (Intel AMX or the
+    AVX512-BF16 instructions, read from ``/proc/cpuinfo``; False where that cannot be
+    read). Elsewhere torch emulates bf16 on the CPU, which is slower than float32."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast(device: torch.device, enabled: bool):
+    """The bf16 autocast context for ``device`` (a no-op context when not ``enabled``)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+def check_amp(amp: bool | None, device: torch.device) -> bool:
+    """Resolve fit's ``amp``: ``None`` means bf16 autocast on CUDA only. ``True`` is
+    accepted on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`); on
+    other devices it raises, because emulated bf16 would be slower than float32."""
+    if amp is None:
+        return device.type == "cuda"
+    if not isinstance(amp, bool):
+        raise ParameterTypeError(f"amp must be True, False or None, got {amp!r}.")
+    if amp and device.type == "cpu" and not cpu_has_native_bf16():
+        raise ParameterError("amp=True on the CPU needs native bf16 arithmetic (Intel AMX or AVX512-BF16), "
+                             "which this CPU lacks: torch would emulate it, slower than float32. "
+                             "Use amp=None (float32 on the CPU).")
+    if amp and device.type not in ("cpu", "cuda"):
+        raise ParameterError(f"amp=True is supported on CUDA and on CPUs with native bf16; device is "
+                             f"{device.type!r}. Use amp=None.")
+    return amp
 
 
 def denormals_flushed() -> bool:

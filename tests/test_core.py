@@ -437,3 +437,29 @@ def test_evaluate_with_precomputed_teacher_logits_equals_evaluate_with_the_teach
     assert cached == direct
     with pytest.raises(ValueError, match="teacher_logits has shape"):
         kdlab.metrics.evaluate(student, digits.test, teacher_logits=torch.zeros(3, 10))
+
+
+def test_amp_on_the_cpu_needs_native_bf16(digits, monkeypatch):
+    cpu = torch.device("cpu")
+    assert kdlab.devices.check_amp(None, cpu) is False and kdlab.devices.check_amp(None, torch.device("cuda"))
+    with pytest.raises(TypeError, match="amp must be True, False or None"):
+        kdlab.devices.check_amp("yes", cpu)
+    with pytest.raises(ValueError, match="amp=True is supported on CUDA"):
+        kdlab.devices.check_amp(True, torch.device("mps"))
+    monkeypatch.setattr(kdlab.devices, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="amp=True on the CPU needs native bf16"):
+        kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, amp=True, device="cpu", progress=False)
+
+
+@pytest.mark.skipif(not kdlab.devices.cpu_has_native_bf16(), reason="needs a CPU with native bf16 (AMX, AVX512-BF16)")
+def test_bf16_training_on_the_cpu_matches_float32_closely(digits):
+    runs = {}
+    for amp in (False, True):
+        model = small_cnn(digits)
+        runs[amp] = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, amp=amp, device="cpu", progress=False)
+        runs[amp, "logits"] = kdlab.train.predict_logits(model, digits.test, amp=amp)
+    assert runs[True].config["amp"] is True and runs[False].config["amp"] is False
+    assert runs[True, "logits"].dtype == torch.float32
+    for a, b in zip(runs[False]["train_loss"], runs[True]["train_loss"]):
+        assert a == pytest.approx(b, rel=0.1)  # bf16 keeps 8 bits of mantissa: close, not equal
+    assert abs(runs[False].last["val_acc"] - runs[True].last["val_acc"]) < 0.05
