@@ -79,9 +79,10 @@ def channels_last_pays(device: torch.device) -> bool:
     ``device``: on CUDA (cuDNN's NHWC kernels), and on x86-64 CPUs with oneDNN (mkldnn),
     whose convolutions work in NHWC and reorder an NCHW model's tensors on every call.
 
-    Measured on the reference 2-core Xeon (docs/BENCHMARKS.md, section 1): a training
-    epoch of the kit's CNN took 1.2x less time, ResNet-20 on 32x32 images 1.26x less, and
-    the teacher's logits on 3,600 images 1.6x less. Other CPUs (Arm) keep NCHW: unmeasured.
+    Measured on the reference 2-core Xeon (docs/BENCHMARKS.md, section 1): training epochs
+    of the kit's CNN and of ResNet-20 on 32x32 images ran 1.25-1.3x faster, and the
+    teacher's logits on 3,600 images 1.5x faster. Only tiny convolutions (the 8x8 smoke-mode
+    CNN) ran slower, 0.86x, in runs of a second. Other CPUs (Arm) keep NCHW: unmeasured.
     """
     if device.type == "cuda":
         return True

@@ -98,8 +98,8 @@ class _DistillationTerms(torch.autograd.Function):
 
     The first term is Hinton et al.'s Eq. 2, ``(q_i - p_i) / T``, times the T^2 factor.
     Why by hand: for a (128, 10) batch on a CPU each small op costs more in dispatch than
-    in arithmetic, so differentiating a dozen of them one by one cost 3.8x a cross-entropy
-    step, this node 2.4x (docs/BENCHMARKS.md, section 2).
+    in arithmetic, so differentiating a dozen of them one by one cost 3.7x a cross-entropy
+    step, this node 2.6x (docs/BENCHMARKS.md, section 2).
     """
 
     @staticmethod
@@ -135,7 +135,7 @@ def distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tenso
                        temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, kd, ce)``: :func:`distillation_loss` and its two terms (detached), in one
     autograd node with the closed-form gradient (see ``_DistillationTerms``). Same values
-    and gradients as :func:`distillation_loss` up to float rounding, in 0.6x its time on
+    and gradients as :func:`distillation_loss` up to float rounding, in 0.7x its time on
     the reference CPU; :class:`kdlab.objectives.Distillation` uses it."""
     temperature = _check_temperature(temperature)
     alpha = validate.probability("alpha", alpha)

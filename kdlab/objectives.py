@@ -69,7 +69,7 @@ class Distillation(Objective):
         self.alpha = validate.probability("alpha", alpha)
 
     def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        # Same value and gradient as losses.distillation_loss, computed in one autograd node.
+        # Same value and gradient as losses.distillation_loss, with the gradient in closed form.
         loss, soft, hard = losses.distillation_terms(student_logits, teacher_logits, targets, self.temperature,
                                                      self.alpha)
         return loss, {"kd": soft, "ce": hard}

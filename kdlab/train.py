@@ -198,9 +198,9 @@ def _channels_last(model: nn.Module, enabled: bool):
 
 
 def eval_batch_size(device: torch.device) -> int:
-    """Batch size for inference when none is given: 1024 on a GPU; 256 on the CPU, where one
-    batch of 1,024 28x28 images made the CNN teacher 2x slower than batches of 256, because
-    its activations no longer fit the caches (docs/BENCHMARKS.md, section 1)."""
+    """Batch size for inference when none is given: 1024 on a GPU; 256 on the CPU, where
+    batches of 1,024 28x28 images made the CNN teacher 1.7x slower than batches of 256,
+    because its activations no longer fit the caches (docs/BENCHMARKS.md, section 1)."""
     return 256 if device.type == "cpu" else 1024
 
 

@@ -66,3 +66,19 @@ def test_gpu_paths_runs_on_cpu_in_quick_mode():
 
     out = gpu_paths.main(["--quick", "--device", "cpu"])
     assert "| fit |" in out and "| bare |" in out and "Skipped: needs CUDA" in out
+
+
+@pytest.mark.slow
+def test_layout_quick():
+    import layout
+
+    out = layout.main(["--quick"])
+    assert "| CNN, mnist-5k 28x28 |" in out and "| channels_last, batch 256 |" in out
+
+
+@pytest.mark.slow
+def test_kd_attribution_quick():
+    import kd_attribution
+
+    out = kd_attribution.main(["--quick"])
+    assert "| CE + lookup |" in out and "| KD |" in out

@@ -185,3 +185,14 @@ def test_distillation_terms_errors_and_float32_math():
         losses.distillation_terms(s, t[:, :3], y, 2.0, 0.7)
     with pytest.raises(ValueError, match="alpha"):
         losses.distillation_terms(s, t, y, 2.0, 1.5)
+
+
+def test_distillation_terms_without_grad_compute_the_values_only():
+    gen = torch.Generator().manual_seed(3)
+    s = torch.randn(8, 10, generator=gen, requires_grad=True)
+    t = torch.randn(8, 10, generator=gen)
+    y = torch.randint(0, 10, (8,), generator=gen)
+    with torch.no_grad():
+        loss, kd, ce = losses.distillation_terms(s, t, y, 4.0, 0.9)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, losses.distillation_loss(s, t, y, 4.0, 0.9).detach())
