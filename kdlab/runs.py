@@ -222,7 +222,8 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
     """CPU threads for each of ``jobs`` notebooks running at once: the cores shared out, at least 1."""
-    cores = cores or os.cpu_count() or 1
+    if cores is None:  # the cores this process may run on (a container may allow fewer than the machine has)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // max(1, jobs))
 
 
@@ -230,11 +231,11 @@ def _share_cores(threads: int) -> None:
     """Worker initializer: kernels started by this worker use ``threads`` CPU threads.
 
     Why: each kernel's torch otherwise starts one thread per core, so N kernels at once
-    run N times as many threads as there are cores. Their threads then wait for each
-    other at every parallel operation (OpenMP spins, then yields a whole time slice): on
-    the 2-core reference machine, two smoke runs of notebook 04 side by side took longer
-    than the same two one after the other (docs/BENCHMARKS.md, section 3). A thread
-    count the user set in the environment is kept.
+    run N times as many threads as there are cores, and every parallel operation waits
+    for threads that another kernel has taken off the cores. On the 2-core reference
+    machine a 4-point smoke sweep of notebook 04 took 40 s with -j 2 that way, 27 s with
+    -j 1, and 23 s with -j 2 and the cores shared (docs/BENCHMARKS.md, section 3). A
+    thread count the user set in the environment is kept.
     """
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
