@@ -24,15 +24,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median, parser, table  # noqa: E402
 
+from kdlab.runs import THREAD_VARIABLES, threads_per_job  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def sweep_seconds(jobs: int, preset_threads: bool, values: list[str]) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in THREADS}
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     env.update(KDLAB_DEVICE="cpu", MPLBACKEND="Agg")
     if preset_threads:
-        env.update({k: str(os.cpu_count()) for k in THREADS})
+        env.update({k: str(threads_per_job(1)) for k in THREAD_VARIABLES})  # every core, for each kernel
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "kdlab", "sweep", str(ROOT / "notebooks" / "04_student_comparison.ipynb"),
                "-p", "temperature", *values, "-p", "seed", "0", "1", "--smoke", "-j", str(jobs), "--out", out]
