@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help lab run test bench clean-notebooks check-notebooks clean distclean
+.PHONY: help venv lab run test bench clean-notebooks check-notebooks clean distclean
 
 help:  ## list the targets
 	@echo "make lab    - open JupyterLab on notebooks/"
@@ -14,11 +14,14 @@ help:  ## list the targets
 	@echo "make test   - unit tests, notebooks in smoke mode (nbval), papermill smoke runs"
 	@echo "make bench  - speed benchmarks (see docs/BENCHMARKS.md)"
 	@echo "make clean-notebooks - strip outputs from notebooks/ before committing"
+	@echo "make check-notebooks - fail if a notebook in notebooks/ is not committed clean"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
+
+venv: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/
@@ -33,11 +36,16 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(ARGS)
 
+# nbstripout's defaults (outputs, execution counts, widget state), plus papermill's records;
+# --keep-id keeps the cells' ids, which it would otherwise renumber. The kernelspec is
+# checked by tests/test_notebooks.py.
+NBSTRIPOUT = $(VENV)/bin/nbstripout --keep-id --extra-keys "metadata.papermill cell.metadata.papermill"
+
 clean-notebooks: $(STAMP)
-	$(PY) tools/clean_notebooks.py notebooks
+	$(NBSTRIPOUT) notebooks/*.ipynb
 
 check-notebooks: $(STAMP)
-	$(PY) tools/clean_notebooks.py --check notebooks
+	@$(NBSTRIPOUT) --verify notebooks/*.ipynb || { echo "run make clean-notebooks before committing"; exit 1; }
 
 clean:
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

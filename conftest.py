@@ -1,6 +1,8 @@
 """Settings for every pytest run (unit tests, nbval and papermill smoke runs)."""
 
 import os
+import shutil
+import tempfile
 
 
 def pytest_configure(config):
@@ -11,3 +13,17 @@ def pytest_configure(config):
     os.environ.setdefault("MPLBACKEND", "Agg")
     # Tests run on the CPU even on a GPU box, so results match CI.
     os.environ.setdefault("KDLAB_DEVICE", "cpu")
+    # nbval runs the notebooks with their defaults (output_dir="", checkpoint_dir="../checkpoints"),
+    # which write into the user's runs/ and checkpoints/. Both go to a folder deleted after the
+    # session instead, so a test run leaves the tree as it found it; set unconditionally, because
+    # a user's own KDLAB_RUNS would otherwise collect the smoke output.
+    scratch = tempfile.mkdtemp(prefix="kdlab-tests-")
+    config.kdlab_scratch = scratch
+    os.environ["KDLAB_RUNS"] = os.path.join(scratch, "runs")
+    os.environ["KDLAB_CHECKPOINTS"] = os.path.join(scratch, "checkpoints")
+    # Hypothesis keeps its example database and constants cache in ./.hypothesis otherwise.
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(scratch, "hypothesis")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.kdlab_scratch, ignore_errors=True)

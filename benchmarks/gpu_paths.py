@@ -11,14 +11,15 @@
      fit            kdlab.train.fit defaults on CUDA: uint8 data on the device, batch
                     augmentation on the device, channels_last, bf16 autocast,
                     cudnn.benchmark, no host sync inside the step;
-     fit fp32       the same with amp=False;
-     fit NCHW       the same with channels_last=False;
-     fit compiled   the same with compile=True (not in a --quick run on the CPU);
+     fit fp32       the same with TrainConfig(amp=False);
+     fit NCHW       the same with TrainConfig(channels_last=False);
+     fit compiled   the same with TrainConfig(compile=True) (not in a --quick run on the CPU);
      bare           a hand-written loop with the same fast paths and nothing else.
 2. Host syncs: torch.cuda.set_sync_debug_mode counts the synchronising calls in
    one fit epoch; the design allows a constant few per epoch, none per step.
 3. mnist-5k (800-800 MLP and the CNN): fit against a bare loop on the GPU, and
-   KD with cached teacher logits against plain cross-entropy.
+   KD with cached teacher logits (objectives.Distillation: losses.kd_loss in plain autograd)
+   against plain cross-entropy.
 
 Without CUDA it exits with a message (``--device cpu --quick`` checks that it runs).
 """
@@ -66,7 +67,7 @@ def bare_loop(model, split, *, device, epochs, batch_size, opt, augment, amp, ch
             for idx in torch.randperm(n, device=device, generator=gen).split(batch_size):
                 xb = split.x[idx]
                 if augment:
-                    xb, _ = split.augment_batch(xb, gen)
+                    xb, _ = split.apply_augmentation(xb, gen)
                 xb = split.normalize(xb).contiguous(memory_format=fmt)
                 if amp:
                     with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -105,10 +106,12 @@ def cifar_section(args, device) -> tuple[str, dict]:
 
     def fit_contender(**kw):
         model = build()
+        config = kdlab.train.TrainConfig(optimizer="sgd", **kw)
 
         def run():
-            kdlab.train.fit(model, train, epochs=epochs, lr=recipe["lr"], batch_size=bs, optimizer="sgd",
-                            weight_decay=recipe["weight_decay"], augment=True, device=device, progress=False, **kw)
+            kdlab.train.fit(model, train, epochs=epochs, lr=recipe["lr"], batch_size=bs,
+                            weight_decay=recipe["weight_decay"], augment=True, device=device, progress=False,
+                            config=config)
             return epochs * len(train)
         return run
 
@@ -233,7 +236,9 @@ def mnist_section(args, device) -> str:
                                             **kwargs).to(device)
         fit_model = build()
         teacher = kdlab.models.create("cnn", num_classes=10, input_shape=ds.input_shape, seed=1).to(device).eval()
-        cached = kdlab.train.predict_logits(teacher, train, device=device)
+        # Computed once, outside the timed epochs, and served by the objective's Teacher.
+        kd = kdlab.objectives.Distillation(kdlab.teacher.Teacher(
+            teacher, logits=kdlab.inference.predict_logits(teacher, train, device=device)))
         kd_model = build()
 
         def fit_run(model=fit_model, **kw):
@@ -247,7 +252,7 @@ def mnist_section(args, device) -> str:
         bare_model = build().to(memory_format=torch.channels_last if cl else torch.contiguous_format)
         contenders = {
             "fit": fit_run(),
-            "fit KD cached": fit_run(kd_model, teacher=teacher, teacher_logits=cached),
+            "fit KD cached": fit_run(kd_model, objective=kd),
             "bare": bare_loop(bare_model, train, device=device, epochs=epochs, batch_size=128,
                               opt=torch.optim.AdamW(bare_model.parameters(), lr=1e-3), augment=False, amp=gpu,
                               channels_last=cl),

@@ -5,13 +5,16 @@
 The 800-800 MLP, trained 2 epochs first, then copied: every contender starts each round
 from the same weights (unlike distill_overhead.py, where each contender keeps training its
 own model), so the comparison is of the objective alone. Contenders, alternating:
-  CE           plain cross-entropy;
-  CE + lookup  cross-entropy through an objective that declares uses_teacher, so fit looks
-               up the cached teacher logits every batch and ignores them;
-  KD ops, CE gradient  cross-entropy's loss and gradient, plus the distillation terms computed
-               on the side and thrown away: KD's work without KD's gradient values;
-  KD           objectives.Distillation (T = 4, alpha = 0.9) on the same cached logits.
-3 epochs per round, validation only after the last; the teacher is the kit's CNN, untrained.
+  CE           plain cross-entropy (fit's default objective);
+  CE + lookup  cross-entropy through an objective that owns a Teacher with cached logits and
+               asks it for every batch's logits (``self.teacher.logits(batch)``), then ignores them;
+  KD forward, CE gradient  cross-entropy's loss and gradient, plus the soft term
+               (``losses.kd_loss``) computed on the side, without autograd, and logged:
+               KD's forward work without its backward;
+  KD           ``objectives.Distillation`` (T = 4, alpha = 0.9) on the same cached logits:
+               ``losses.kd_loss`` in plain autograd, the path fit trains with.
+3 epochs per round, validation only after the last (``TrainConfig(evaluate_every=3)``); the
+teacher is the kit's CNN, untrained, its logits computed once (``kdlab.teacher.Teacher``).
 """
 
 from __future__ import annotations
@@ -20,59 +23,64 @@ import copy
 import sys
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import alternate, machine, median, parser, ratio_stats, table  # noqa: E402
 
 import kdlab  # noqa: E402
-from kdlab.objectives import Distillation, Objective  # noqa: E402
-
-
-class CEPlusKDWork(Objective):
-    """Cross-entropy, plus the distillation terms computed and discarded."""
-
-    uses_teacher = True
-
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        _, kd, _ = kdlab.losses.distillation_terms(student_logits.detach().requires_grad_(), teacher_logits, targets,
-                                                   4.0, 0.9)
-        loss = F.cross_entropy(student_logits, targets)
-        return loss, {"ce": loss.detach(), "kd": kd}
+from kdlab.objectives import Distillation, Objective, as_teacher  # noqa: E402
+from kdlab.teacher import Teacher  # noqa: E402
+from kdlab.train import TrainConfig  # noqa: E402
 
 
 class CEWithLookup(Objective):
-    """Cross-entropy that receives (and ignores) the teacher's logits."""
+    """Cross-entropy that asks its teacher for the batch's logits, and ignores them."""
 
-    uses_teacher = True
+    def __init__(self, teacher):
+        super().__init__()
+        self.teacher = as_teacher(teacher)
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        loss = F.cross_entropy(student_logits, targets)
+    def forward(self, student_logits, batch):
+        self.teacher.logits(batch)
+        loss = F.cross_entropy(student_logits.float(), batch.y)
         return loss, {"ce": loss.detach()}
+
+
+class CEPlusKDForward(CEWithLookup):
+    """Cross-entropy, plus the distillation soft term computed without autograd and logged."""
+
+    def forward(self, student_logits, batch):
+        teacher_logits = self.teacher.logits(batch)
+        with torch.no_grad():
+            kd = kdlab.losses.kd_loss(student_logits, teacher_logits, 4.0, check=False)
+        loss = F.cross_entropy(student_logits.float(), batch.y)
+        return loss, {"kd": kd, "ce": loss.detach()}
 
 
 def main(argv=None) -> str:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
     ds = kdlab.data.load("mnist-5k", seed=0)
     if args.quick:
-        import torch
         ds = ds.with_train(ds.train.subset(torch.arange(256)))
     epochs, rounds = (1, 1) if args.quick else (3, 9)
     teacher = kdlab.models.create("cnn", num_classes=10, input_shape=ds.input_shape, seed=0).eval()
-    logits = kdlab.train.predict_logits(teacher, ds.train)
+    # One Teacher with the logits computed once, shared by every contender that looks them up.
+    cached = Teacher(teacher, logits=kdlab.inference.predict_logits(teacher, ds.train))
     start = kdlab.models.create("mlp", num_classes=10, input_shape=ds.input_shape, hidden=(800, 800), seed=0)
     kdlab.train.fit(start, ds, epochs=1 if args.quick else 2, progress=False, device="cpu")
 
     def contender(objective):
         def run():
             model = copy.deepcopy(start)
-            kw = {} if objective is None else {"teacher": teacher, "teacher_logits": logits, "objective": objective}
-            kdlab.train.fit(model, ds, epochs=epochs, progress=False, device="cpu", evaluate_every=epochs, **kw)
+            kdlab.train.fit(model, ds, objective=objective, epochs=epochs, progress=False, device="cpu",
+                            config=TrainConfig(evaluate_every=epochs))
             return epochs * len(ds.train)
         return run
-    contenders = {"CE": contender(None), "CE + lookup": contender(CEWithLookup()),
-                  "KD ops, CE gradient": contender(CEPlusKDWork()),
-                  "KD": contender(Distillation(temperature=4.0, alpha=0.9))}
+    contenders = {"CE": contender(None), "CE + lookup": contender(CEWithLookup(cached)),
+                  "KD forward, CE gradient": contender(CEPlusKDForward(cached)),
+                  "KD": contender(Distillation(cached, temperature=4.0, alpha=0.9))}
     for run in contenders.values():
         run()
     rates = alternate(contenders, rounds)

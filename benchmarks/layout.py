@@ -6,11 +6,12 @@
    fused AdamW step, alternating: the kit's CNN on mnist-5k (28x28), ResNet-20 on random
    32x32x3 images (CIFAR-shaped), and the smoke-mode CNN on 8x8 digits.
 2. Inference of the kit's CNN (untrained; same cost as trained) over the 3,600 mnist-5k
-   training images, as train.predict_logits and view_logits run it: batch size x layout.
+   training images, as kdlab.inference.predict_logits and predict_augmented_logits run it:
+   batch size x layout.
 
-These measurements are why fit and predict_logits use channels_last for convolutional
-models on x86-64 CPUs with oneDNN (kdlab.devices.channels_last_pays) and why CPU
-inference uses batches of 256 (kdlab.train.eval_batch_size).
+These measurements are why fit and kdlab.inference.predict_logits use channels_last for
+convolutional models on x86-64 CPUs with oneDNN (kdlab.devices.channels_last_pays) and why
+CPU inference uses batches of 256 (kdlab.inference.eval_batch_size).
 """
 
 from __future__ import annotations

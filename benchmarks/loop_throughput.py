@@ -17,7 +17,7 @@ lr 1e-3) for all of them:
                 a loop in the same layout;
   fit:          kdlab.train.fit, whole epochs including its per-epoch validation,
                 history, LR schedule and non-finite checks (progress bar off and on);
-  fit, amp=True: the same with bf16 autocast, only on CPUs with native bf16 (AMX,
+  fit, amp=True: the same with bf16 autocast (TrainConfig(amp=True)), only on CPUs with native bf16 (AMX,
                 AVX512-BF16): reduced precision, so a separate column, not "the same model".
 """
 
@@ -99,7 +99,7 @@ def make_contenders(model_name: str, ds, epochs: int, batch_size: int = 128):
 
         def run():
             kdlab.train.fit(model, ds, epochs=epochs, lr=1e-3, batch_size=batch_size, device="cpu",
-                            progress=progress, amp=amp)
+                            progress=progress, config=kdlab.train.TrainConfig(amp=amp))
             return epochs * n
         return run
 

@@ -7,7 +7,7 @@ training step (1.3 M parameters, read and written several times per step), and t
 default step's ``sqrt`` of the second-moment buffer slows down when that buffer holds
 exact zeros, which it does for every weight of a dead ReLU unit. Distilled students
 reach such units more often than cross-entropy ones, which made KD epochs look slower
-than they are. kdlab.train.fit uses the fused step (see train._make_optimizer).
+than they are. kdlab.train.fit uses the fused step (see kdlab.train.make_optimizer).
 
   1. one AdamW step over the MLP 800-800's parameters, gradients dense or with 40% of
      the hidden units' rows exactly zero, for each implementation;
@@ -17,7 +17,6 @@ than they are. kdlab.train.fit uses the fused step (see train._make_optimizer).
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch

@@ -14,6 +14,7 @@ sys.path.insert(0, str(HERE))
 
 import distill_overhead  # noqa: E402
 import kd_attribution  # noqa: E402
+import kd_overhead  # noqa: E402
 import layout  # noqa: E402
 import long_run_drift  # noqa: E402
 import loop_throughput  # noqa: E402
@@ -35,6 +36,7 @@ def main(argv=None) -> None:
     parts.append(optimizer_step.main(quick))
     parts.append(long_run_drift.main(quick))
     parts.append(layout.main(quick))
+    parts.append(kd_overhead.main(quick))
     parts.append(distill_overhead.main(quick))
     parts.append(kd_attribution.main(quick))
     if not args.skip_lessons:

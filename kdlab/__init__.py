@@ -4,24 +4,33 @@ Modules, one per concern (see docs/ARCHITECTURE.md):
 ``data`` datasets on the device; ``models`` models by name; ``losses`` the KD
 loss functions; ``objectives`` what the loop minimises; ``train`` the one
 training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
-``lab``, ``plots``, ``checks`` the notebooks' plumbing, figures and exercise checks;
-``transfer``, ``adversarial``, ``transplant``, ``interpretable``, ``compress`` the
-variants of notebooks 05-09.
+``files`` atomic writes and run folders; ``lab``, ``plots``, ``widgets``, ``checks``
+the notebooks' plumbing, figures, explorers and exercise checks; ``runner`` the
+``kdlab`` command's runs and sweeps; ``transfer``, ``adversarial``, ``transplant``,
+``interpretable``, ``compress`` the variants of notebooks 05-09.
+
+Importing kdlab only defines things: it starts no threads and runs no torch work.
+``plots`` and ``widgets`` load on first use (``kdlab.plots.plot_history``), because
+they import matplotlib's pyplot and ipywidgets, which only notebooks need.
 """
 
-from . import (adversarial, checkpoint, checks, compress, data, devices, errors, experiments, interpretable, lab, losses,
-               metrics, models, objectives, plots, train, transfer, transplant, validate, widgets)
+import importlib
+
+from . import (adversarial, checkpoint, checks, compress, data, devices, errors, experiments, files, inference,
+               interpretable, lab, losses, metrics, models, objectives, teacher, train, transfer, transplant,
+               validate)
 
 __version__ = "0.1.0"
 
-# The CPU's worker threads flush denormal floats to zero (why: devices.flush_denormals).
-# Done at import because workers copy the setting when they start, on the first parallel
-# operation; set later (as fit does for its own thread), it never reached the threads
-# running the matrix products, and long CPU runs slowed down 2x and more
-# (docs/BENCHMARKS.md, section 1). Python's own floats are left alone.
-# KDLAB_KEEP_DENORMALS=1 opts out.
-devices.WORKERS_FLUSH_DENORMALS = devices.flush_denormals_in_workers()
+_LAZY = ("plots", "widgets")
 
-__all__ = ["adversarial", "checkpoint", "checks", "compress", "data", "devices", "errors", "experiments", "interpretable",
-           "lab", "losses", "metrics", "models", "objectives", "plots", "train", "transfer", "transplant", "validate",
-           "widgets", "__version__"]
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return importlib.import_module(f".{name}", __name__)  # also sets kdlab.<name>, so this runs once
+    raise AttributeError(f"module 'kdlab' has no attribute {name!r}")
+
+
+__all__ = ["adversarial", "checkpoint", "checks", "compress", "data", "devices", "errors", "experiments", "files",
+           "inference", "interpretable", "lab", "losses", "metrics", "models", "objectives", "plots", "teacher", "train", "transfer",
+           "transplant", "validate", "widgets", "__version__"]

@@ -22,12 +22,13 @@ kdlab's convention of alpha on the soft term). Loss choices for the two-player g
 The discriminator is a training aid only: it lives inside the objective, is never part of
 the student, and is thrown away after training. The deployed model is the student alone.
 
-How it fits the one loop (:func:`kdlab.train.fit`): ``forward`` returns the student's loss
-(with ``D``'s parameters frozen, so the student's backward pass leaves them alone);
-``auxiliary_step`` then trains ``D`` for ``d_steps`` steps on the same batch, with the
-student's logits detached. ``D``'s Adam optimiser is created lazily on the first
-``auxiliary_step``, after ``fit`` has moved the objective to the device. (A training state
-saved with ``checkpoint_path=`` holds ``D``'s weights but not its optimiser's moments.)
+How it fits the one loop (:func:`kdlab.train.fit`): the objective owns its teacher, like
+:class:`kdlab.objectives.Distillation`; ``forward`` returns the student's loss (with ``D``'s
+parameters frozen, so the student's backward pass leaves them alone); ``after_step`` then
+trains ``D`` for ``d_steps`` steps on the same batch, with the student's logits detached.
+``D``'s Adam optimiser is created lazily on the first ``after_step``, after ``fit`` has moved
+the objective to the device. (A training state saved through ``checkpoint_path`` holds
+``D``'s weights but not its optimiser's moments.)
 
 References: Z. Xu, Y.-C. Hsu, J. Huang, "Training Shallow and Thin Networks for
 Acceleration via Knowledge Distillation with Conditional Adversarial Networks",
@@ -48,7 +49,8 @@ from torch import nn
 
 from . import losses, validate
 from .errors import ParameterError, ParameterTypeError
-from .objectives import Objective
+from .objectives import Objective, as_teacher
+from .teacher import Teacher
 
 LOSSES = ("bce", "lsgan", "hinge")
 CONDITIONS = ("none", "label", "input", "label+input")
@@ -178,6 +180,7 @@ class AdversarialDistillation(Objective):
     r"""Student loss ``w_adv * L_G + w_kd * T^2 KL + w_ce * CE`` against an owned discriminator.
 
     Args:
+        teacher: the trained teacher (an ``nn.Module``, or a :class:`~kdlab.teacher.Teacher`).
         num_classes: K.
         temperature: T; both distributions shown to the discriminator are ``softmax(z / T)``.
         adv_weight, kd_weight, ce_weight: weights of the adversarial, KD (``T^2 KL``) and
@@ -189,18 +192,17 @@ class AdversarialDistillation(Objective):
         seed: seeds the discriminator's initial weights.
 
     Logs per batch (0-dim detached tensors): ``g_loss``, ``kd``, ``ce`` from ``forward`` and
-    ``d_loss``, ``d_acc_real``, ``d_acc_fake``, ``d_acc`` from ``auxiliary_step`` (accuracy
+    ``d_loss``, ``d_acc_real``, ``d_acc_fake``, ``d_acc`` from ``after_step`` (accuracy
     of the discriminator's last update, measured before that update).
     """
 
-    uses_teacher = True
-
-    def __init__(self, num_classes: int, *, temperature: float = 4.0, adv_weight: float = 1.0,
+    def __init__(self, teacher: nn.Module | Teacher, num_classes: int, *, temperature: float = 4.0, adv_weight: float = 1.0,
                  kd_weight: float = 0.0, ce_weight: float = 0.0, loss: str = "bce", d_lr: float = 1e-3,
                  d_hidden: Sequence[int] = (64,), condition: str = "label",
                  input_shape: Sequence[int] | None = None, input_pool: int = 7, d_steps: int = 1,
                  seed: int = 0):
         super().__init__()
+        self.teacher = as_teacher(teacher)
         self.temperature = validate.positive("temperature", temperature)
         self.adv_weight = validate.real("adv_weight", adv_weight, low=0.0)
         self.kd_weight = validate.real("kd_weight", kd_weight, low=0.0)
@@ -235,10 +237,10 @@ class AdversarialDistillation(Objective):
         d = self.discriminator
         return (targets if "label" in d.condition else None), (inputs if "input" in d.condition else None)
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        if teacher_logits is None:
-            raise ParameterError("AdversarialDistillation needs teacher_logits (train with teacher=...).")
-        y_cond, x_cond = self._condition(targets, inputs)
+    def forward(self, student_logits, batch):
+        teacher_logits = self.teacher.logits(batch)  # (B, K)
+        targets = batch.y
+        y_cond, x_cond = self._condition(targets, batch.x)
         fake = losses.soft_targets(student_logits, self.temperature)
         with self._frozen():
             g = generator_loss(self.discriminator(fake, y_cond, x_cond), self.loss)
@@ -263,10 +265,11 @@ class AdversarialDistillation(Objective):
             self._optimizer_device = device
         return self._optimizer
 
-    def auxiliary_step(self, student_logits, targets, teacher_logits, *, inputs=None) -> dict[str, torch.Tensor]:
+    def after_step(self, student_logits, batch) -> dict[str, torch.Tensor]:
         """Train the discriminator ``d_steps`` times on this batch; returns its logs."""
         opt = self.optimizer()
-        y_cond, x_cond = self._condition(targets, inputs)
+        teacher_logits = self.teacher.logits(batch)  # the same tensor forward used: looked up once
+        y_cond, x_cond = self._condition(batch.y, batch.x)
         with torch.no_grad():
             real = losses.soft_targets(teacher_logits, self.temperature)
             fake = losses.soft_targets(student_logits.detach(), self.temperature)
@@ -284,7 +287,7 @@ class AdversarialDistillation(Objective):
 
     def describe(self) -> dict:
         d = self.discriminator
-        return {"objective": "AdversarialDistillation", "temperature": self.temperature,
+        return {"objective": "AdversarialDistillation", "teacher_logits": self.teacher.mode, "temperature": self.temperature,
                 "adv_weight": self.adv_weight, "kd_weight": self.kd_weight, "ce_weight": self.ce_weight,
                 "loss": self.loss, "d_lr": self.d_lr, "d_hidden": list(d.hidden), "condition": d.condition,
                 "input_pool": d.input_pool, "d_steps": self.d_steps, "d_seed": self.seed,

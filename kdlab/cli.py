@@ -12,11 +12,10 @@ an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before anything 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from . import runs
+from . import lab, runner
 from .errors import KdlabError
 
 
@@ -43,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                      help="set a parameter in every notebook that declares it (value read as YAML)")
     run.add_argument("-f", "--file", help="YAML file of NAME: VALUE parameters")
-    run.add_argument("--smoke", action="store_true", help="smoke mode: seconds per notebook, on digits")
-    run.add_argument("--out", default="runs", help="parent folder of the new run folder (default: runs)")
+    run.add_argument("--smoke", action="store_true", help="smoke mode: seconds per notebook, on digits "
+                     "(also when KDLAB_SMOKE=1)")
+    run.add_argument("--out", help="parent folder of the new run folder (default: runs/, or $KDLAB_RUNS)")
 
     sw = sub.add_parser("sweep", help="run one notebook over a grid of parameters, resumably")
     sw.add_argument("notebook")
@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="a swept parameter and its values: -p temperature 1 2 4")
     sw.add_argument("-f", "--file", help="YAML file: fixed parameters (scalars) and swept ones (lists)")
     sw.add_argument("-j", "--jobs", type=int, default=1, help="points run in parallel (default 1)")
-    sw.add_argument("--smoke", action="store_true")
-    sw.add_argument("--out", default="runs", help="parent folder of the sweep folder (default: runs)")
+    sw.add_argument("--smoke", action="store_true", help="smoke mode (also when KDLAB_SMOKE=1)")
+    sw.add_argument("--out", help="parent folder of the sweep folder (default: runs/, or $KDLAB_RUNS)")
     sw.add_argument("--metric", help="metric for the summary figure (default: distilled_accuracy if present)")
 
     rep = sub.add_parser("report", help="render a run or sweep folder as report.md and report.html")
@@ -64,48 +64,52 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _list() -> None:
-    notebooks = runs.sequence()
+    notebooks = runner.sequence()
     if not notebooks:
-        print(f"no numbered notebooks found in {runs.notebook_dir()}")
+        print(f"no numbered notebooks found in {runner.notebook_dir()}")
     for nb in notebooks:
         print(nb.name)
-        for name, spec in runs.inspect_parameters(nb).items():
+        for name, spec in runner.inspect_parameters(nb).items():
             print(f"    {name:<22} {spec['type'].__name__:<6} {spec['default']!r:<22} {spec['help']}")
+
+
+def _out(args) -> Path:
+    return Path(args.out) if args.out else lab.runs_root()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    smoke = getattr(args, "smoke", False) or os.environ.get("KDLAB_SMOKE", "").lower() in ("1", "true", "yes")
     try:
         if args.command == "list":
             _list()
             return 0
         if args.command == "report":
-            md, html_path = runs.report(Path(args.run_dir))
+            md, html_path = runner.report(Path(args.run_dir))
             print(f"wrote {md} and {html_path}")
             return 0
         if args.command == "run":
-            notebooks = [runs.resolve_notebook(n) for n in args.notebooks] or runs.sequence()
+            notebooks = [runner.resolve_notebook(n) for n in args.notebooks] or runner.sequence()
             if not notebooks:
-                raise FileNotFoundError(f"no numbered notebooks found in {runs.notebook_dir()}.")
+                raise FileNotFoundError(f"no numbered notebooks found in {runner.notebook_dir()}.")
             params = _read_yaml(args.file)
-            params.update({name: runs.parse_value(value) for name, value in args.param})
-            folder, ok = runs.run_notebooks(notebooks, params, smoke=smoke, out=Path(args.out), argv=["kdlab", *argv])
+            params.update({name: runner.parse_value(value) for name, value in args.param})
+            folder, ok = runner.run_notebooks(notebooks, params, smoke=lab.smoke_mode(args.smoke), out=_out(args),
+                                              argv=["kdlab", *argv])
             print(f"run folder: {folder}")
             return 0 if ok else 1
         # sweep
-        notebook = runs.resolve_notebook(args.notebook)
+        notebook = runner.resolve_notebook(args.notebook)
         grid, fixed = {}, {}
         for name, value in _read_yaml(args.file).items():
-            (grid if isinstance(value, list) and not isinstance(runs.inspect_parameters(notebook).get(
+            (grid if isinstance(value, list) and not isinstance(runner.inspect_parameters(notebook).get(
                 name, {}).get("default"), list) else fixed)[name] = value
         for name, *values in args.param:
-            grid[name] = [runs.parse_value(v) for v in values]
+            grid[name] = [runner.parse_value(v) for v in values]
         if args.jobs < 1:
             raise KdlabError(f"-j/--jobs={args.jobs} must be at least 1.")
-        folder, failed = runs.sweep(notebook, grid, fixed, smoke=smoke, out=Path(args.out), jobs=args.jobs,
-                                    metric=args.metric)
+        folder, failed = runner.sweep(notebook, grid, fixed, smoke=lab.smoke_mode(args.smoke), out=_out(args),
+                                      jobs=args.jobs, metric=args.metric)
         print(f"sweep folder: {folder}")
         return 1 if failed else 0
     except (KdlabError, FileNotFoundError, ValueError, TypeError) as err:

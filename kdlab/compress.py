@@ -10,10 +10,9 @@ Three ways to make a trained network cheaper, compared in notebook 09:
   ``weight_orig`` but the pruned entries stay zero. :func:`make_permanent` folds the mask in.
 * **Dynamic int8 quantization** (Jacob et al. 2018): :func:`quantize_int8` stores every
   ``nn.Linear`` weight as int8 with one float scale per tensor and quantizes activations on the
-  fly. It runs on the CPU only. In torch 2.14 ``torch.ao.quantization.quantize_dynamic`` still
-  works but warns that it is deprecated in favour of the separate ``torchao`` package (its
-  ``quantize_`` API); ``torchao`` is not part of kdlab's environment, so kdlab uses the
-  deprecated API and says so.
+  fly. It runs on the CPU only. ``torch.ao.quantization.quantize_dynamic`` warns that it is
+  deprecated in favour of ``torchao``; kdlab keeps it because torchao's eager CPU int8 paths
+  measured 2-50x slower than it, at the same accuracy (docs/BENCHMARKS.md, section 5).
 * **Distillation** into a smaller dense network (Hinton et al. 2015): see ``kdlab.train.fit``.
 
 Costs are *measured*: :func:`saved_size` writes the ``state_dict`` to a file and stats it, and
@@ -31,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import gzip
+import io
 import math
 import os
 import tempfile
@@ -43,6 +43,7 @@ from torch.nn.utils import prune
 
 from . import validate
 from .errors import ParameterError, ParameterTypeError
+from .files import atomic_write
 
 #: Layer types whose ``weight`` :func:`prune_global` and :func:`sparsity` consider.
 PRUNABLE = (nn.Linear, nn.Conv2d)
@@ -50,7 +51,7 @@ PRUNABLE = (nn.Linear, nn.Conv2d)
 COMPRESSIONS = (None, "gzip", "sparse")
 
 
-def _check_model(model, name: str = "model") -> nn.Module:
+def _validate_model(model, name: str = "model") -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ParameterTypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}.")
     return model
@@ -59,7 +60,7 @@ def _check_model(model, name: str = "model") -> nn.Module:
 def is_pruned(model: nn.Module) -> bool:
     """True if some layer of ``model`` still carries a pruning mask (``weight_orig * weight_mask``)."""
     return any(isinstance(hook, prune.BasePruningMethod)
-               for m in _check_model(model).modules() for hook in m._forward_pre_hooks.values())
+               for m in _validate_model(model).modules() for hook in m._forward_pre_hooks.values())
 
 
 def clone(model: nn.Module) -> nn.Module:
@@ -69,7 +70,7 @@ def clone(model: nn.Module) -> nn.Module:
     here that tensor is swapped for a detached copy while copying (the pruning hook recomputes it
     before every forward pass anyway) and put back afterwards, so ``model`` is left as it was.
     """
-    _check_model(model)
+    _validate_model(model)
     swapped = []
     for m in model.modules():
         for hook in m._forward_pre_hooks.values():
@@ -102,7 +103,7 @@ def prune_global(model: nn.Module, sparsity: float) -> nn.Module:
         model: a trained model with at least one Linear or Conv2d layer.
         sparsity: fraction of those weights to remove, in [0, 1).
     """
-    _check_model(model)
+    _validate_model(model)
     sparsity = validate.real("sparsity", sparsity, low=0.0, high=1.0, high_open=True)
     pruned = make_permanent(model)  # a copy; a model pruned before starts from its current zeros
     params = _prunable_weights(pruned)
@@ -119,7 +120,7 @@ def make_permanent(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     Returns a copy unless ``inplace=True`` (then ``model`` itself is changed and returned).
     A model without masks comes back unchanged (as a copy).
     """
-    _check_model(model)
+    _validate_model(model)
     if not isinstance(inplace, bool):
         raise ParameterTypeError(f"inplace must be True or False, got {inplace!r}.")
     out = model if inplace else clone(model)
@@ -145,7 +146,7 @@ def sparsity(model: nn.Module) -> float:
     """Global fraction of zero entries among the Linear/Conv2d weights of ``model`` (biases and
     other parameters excluded, which is what :func:`prune_global` counts). Works on pruned
     models (the masked weight is counted) and on int8 models from :func:`quantize_int8`."""
-    weights = _effective_weights(_check_model(model))
+    weights = _effective_weights(_validate_model(model))
     if not weights:
         raise ParameterError(f"model ({type(model).__name__}) has no Linear or Conv2d weights.")
     zeros = sum(int((w == 0).sum()) for w in weights)
@@ -157,7 +158,7 @@ def layer_sparsities(model: nn.Module) -> dict[str, float]:
 
     After global pruning the layers end up with different sparsities; a layer at (or near) 1.0
     has been cut off entirely, which no amount of fine-tuning can repair ("layer collapse")."""
-    _check_model(model)
+    _validate_model(model)
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, PRUNABLE):
@@ -183,7 +184,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     torch 2.14 marks ``torch.ao.quantization`` as deprecated (it points to the ``torchao``
     package, not installed here) but it works; expect a ``DeprecationWarning``.
     """
-    _check_model(model)
+    _validate_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
         raise ParameterError(f"model ({type(model).__name__}) has no nn.Linear layer; dynamic int8 quantization "
                              "only converts Linear layers.")
@@ -229,7 +230,7 @@ def sparse_decode(encoded: Mapping[str, object]) -> dict:
 def saved_state(model: nn.Module, compressed: str | None = None) -> dict:
     """What :func:`saved_size` writes: the ``state_dict`` (pruning masks folded in), sparse-encoded
     if ``compressed="sparse"``."""
-    _check_model(model)
+    _validate_model(model)
     validate.choice("compressed", compressed, COMPRESSIONS)
     state = make_permanent(model).state_dict() if is_pruned(model) else model.state_dict()
     state = {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
@@ -259,14 +260,17 @@ def saved_size(model: nn.Module, compressed: str | None = None, *, path: str | o
         raise FileExistsError(f"path {os.fspath(path)!r} already exists; saved_size writes a new file there, so "
                               "choose another path (it never replaces an existing file).")
     state = saved_state(model, compressed)
-    with tempfile.TemporaryDirectory() as tmp:
-        target = os.fspath(path) if path is not None else os.path.join(tmp, "weights.pt")
-        torch.save(state, target)
+
+    def write(fh):
         if compressed == "gzip":
-            with open(target, "rb") as f:
-                raw = f.read()
-            with open(target, "wb") as f:
-                f.write(gzip.compress(raw, compresslevel=6, mtime=0))
+            raw = io.BytesIO()
+            torch.save(state, raw)
+            fh.write(gzip.compress(raw.getvalue(), compresslevel=6, mtime=0))
+        else:
+            torch.save(state, fh)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = atomic_write(path if path is not None else os.path.join(tmp, "weights.pt"), write, "wb")
         return os.stat(target).st_size
 
 

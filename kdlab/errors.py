@@ -32,6 +32,10 @@ class CheckpointError(KdlabError, ValueError):
     """A checkpoint file is corrupted, truncated, not a kdlab checkpoint, or for another model."""
 
 
+class CheckpointNotFoundError(KdlabError, FileNotFoundError):
+    """A checkpoint path that does not exist."""
+
+
 class DeviceUnavailableError(KdlabError, ValueError):
     """The requested device (``cuda``, ``mps``) is not available on this machine."""
 

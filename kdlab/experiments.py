@@ -5,6 +5,7 @@ seeds", so the loop lives here once:
 
     rows = run_seeds(lambda seed: models.create("mlp", ..., seed=seed), ds, seeds=range(5),
                      label="distilled", teacher=teacher, temperature=4.0, epochs=30)
+    rows += run_seeds(make, ds, range(5), label="hard labels", objective=TeacherHardLabels(teacher))
     table = summarize(rows, by=["label"], metric="accuracy")   # mean ± 95% CI per label
 """
 
@@ -16,59 +17,63 @@ from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
-from . import metrics, train, validate
+from . import inference, metrics, train, validate
 from .data import Dataset
 from .errors import NonFiniteLossError, ParameterError
-from .objectives import Objective
+from .objectives import Distillation, Objective
 
 
-def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterable[int], *,
-              teacher: nn.Module | None = None, label: str = "", evaluate_with_teacher: nn.Module | None = None,
-              keep_models: bool = False, make_objective: Callable[[nn.Module, int], Objective | None] | None = None,
-              keep_history: bool = False, on_diverge: str = "raise", **fit_kwargs) -> list[dict]:
+def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterable[int], *, label: str = "",
+              teacher: nn.Module | None = None, make_objective: Callable[[nn.Module, int], Objective] | None = None,
+              evaluate_with_teacher: nn.Module | None = None, keep_models: bool = False, keep_history: bool = False,
+              on_diverge: str = "raise", **fit_kwargs) -> list[dict]:
     """Train ``make_model(seed)`` with ``fit(..., seed=seed, **fit_kwargs)`` for each seed and
     return one row per seed: ``label``, ``seed``, the test metrics of
-    :func:`kdlab.metrics.evaluate` (fidelity too when a teacher is known) and
-    ``train_seconds``.
+    :func:`kdlab.metrics.evaluate` (fidelity too when a teacher is known) and ``train_seconds``.
+
+    What each run minimises: ``objective=`` (in ``fit_kwargs``, one objective for every
+    seed), or ``make_objective(model, seed)`` (a fresh one per run, for objectives with
+    state of their own, such as a discriminator), or, with ``teacher=``,
+    ``Distillation(teacher, temperature, alpha)`` built once, so the teacher's logits are
+    computed once for all seeds; else cross-entropy.
 
     Args:
+        teacher: the distillation teacher when no objective is given, and the reference
+            for the fidelity metrics (agreement and KL with the teacher).
+        evaluate_with_teacher: the fidelity reference when it is not ``teacher``.
         keep_models: each row also holds its trained ``model``.
-        make_objective: ``make_objective(model, seed)`` builds a fresh objective for each
-            run (one with state of its own, such as a discriminator or a penalty that
-            reads the model, must not be shared between seeds); ``None`` from it, or no
-            ``make_objective``, means fit's default.
-        keep_history: each row also holds the run's per-epoch ``records`` (fit's
-            History rows, as far as the run got) and ``train_acc``.
+        keep_history: each row also holds the run's per-epoch ``records`` and ``train_acc``.
         on_diverge: ``"raise"`` (default) lets fit's :class:`~kdlab.errors.NonFiniteLossError`
             through; ``"record"`` keeps going: the row gets ``diverged`` (the error's message;
             ``None`` for runs that did not) and the metrics of the last good weights, which
-            fit restored. Use it for experiments that are expected to fail sometimes.
+            fit restored.
     """
     validate.choice("on_diverge", on_diverge, ("raise", "record"))
-    if "objective" in fit_kwargs and make_objective is not None:
+    shared = fit_kwargs.pop("objective", None)
+    if shared is not None and make_objective is not None:
         raise ParameterError("pass either objective= (one objective for every seed) or make_objective=, not both.")
-    rows = []
+    if teacher is not None and shared is None and make_objective is None:
+        shared = Distillation(teacher, fit_kwargs.pop("temperature", 4.0), fit_kwargs.pop("alpha", 0.9))
+    for name in ("temperature", "alpha"):
+        if name in fit_kwargs:
+            raise ParameterError(f"{name}= is only used with teacher= and no objective; set it on the objective.")
     reference = evaluate_with_teacher if evaluate_with_teacher is not None else teacher
     # The reference's test logits are the same for every seed: computed once, not once a run.
-    reference_logits = train.predict_logits(reference, ds.test) if reference is not None else None
+    reference_logits = inference.predict_logits(reference, ds.test) if reference is not None else None
+    rows = []
     for seed in seeds:
         model = make_model(seed)
-        kwargs = dict(fit_kwargs)
-        if make_objective is not None:
-            objective = make_objective(model, seed)
-            if objective is not None:
-                kwargs["objective"] = objective
-        records: list[dict] = []
+        objective = make_objective(model, seed) if make_objective is not None else shared
         diverged = None
         t0 = time.perf_counter()
         try:
-            train.fit(model, ds, teacher=teacher, seed=seed,
-                      **{"progress": False, **kwargs, "callback": _chain(records.append, kwargs.get("callback"))})
+            history = train.fit(model, ds, objective=objective, seed=seed, **{"progress": False, **fit_kwargs})
         except NonFiniteLossError as err:  # fit restored the last good weights before raising
             if on_diverge == "raise":
                 raise
-            diverged = str(err)
+            diverged, history = str(err), err.history
         seconds = time.perf_counter() - t0
+        records = history.records
         row = {"label": label, "seed": seed, **metrics.evaluate(model, ds.test, teacher_logits=reference_logits),
                "train_seconds": seconds, "final_val_acc": records[-1].get("val_acc") if records else None}
         if on_diverge == "record":
@@ -80,16 +85,6 @@ def run_seeds(make_model: Callable[[int], nn.Module], ds: Dataset, seeds: Iterab
             row["model"] = model
         rows.append(row)
     return rows
-
-
-def _chain(first: Callable[[dict], None], second: Callable[[dict], None] | None) -> Callable[[dict], None]:
-    if second is None:
-        return first
-
-    def both(record: dict) -> None:
-        first(record)
-        second(record)
-    return both
 
 
 def column(rows: Sequence[dict], key: str, **where) -> list:

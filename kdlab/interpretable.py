@@ -209,12 +209,15 @@ class BalancedTree(Objective):
         if not isinstance(base, Objective):
             raise ParameterTypeError(f"base must be a kdlab.objectives.Objective, got {type(base).__name__}.")
         self.base = base
-        self.uses_teacher = base.uses_teacher
+        self.teacher = base.teacher
         self.strength = validate.real("strength", strength, low=0.0)
         self._tree = (tree,)  # a tuple, so the tree's parameters are not registered as the objective's
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        loss, logs = self.base(student_logits, targets, teacher_logits, inputs=inputs)
+    def prepare(self, split, **kwargs) -> None:
+        self.base.prepare(split, **kwargs)
+
+    def forward(self, student_logits, batch):
+        loss, logs = self.base(student_logits, batch)
         penalty = self._tree[0].last_penalty
         if penalty is None:
             raise ParameterError("the tree has not run a forward pass yet; BalancedTree needs the penalty "

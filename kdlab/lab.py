@@ -10,37 +10,46 @@ A notebook's first code cells look like this::
     checkpoint_dir = "../checkpoints"
 
     # next cell: check and derive
-    kdlab.lab.check_params(globals(), {"dataset": str, "epochs": int, "smoke": bool, ...})
+    kdlab.lab.validate_params(globals(), {"dataset": str, "epochs": int, "smoke": bool, ...})
     smoke = kdlab.lab.smoke_mode(smoke)
     out = kdlab.lab.output_folder(output_dir, "01_teacher_training")
 
 Smoke mode (``KDLAB_SMOKE=1`` in the environment, or ``smoke=True`` from
 papermill) makes every notebook finish in seconds on ``digits`` for CI.
+``KDLAB_RUNS`` and ``KDLAB_CHECKPOINTS`` move the default output and teacher
+folders (the tests point them at a temporary folder).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from . import checkpoint, data, metrics, models, train
-from .errors import ParameterTypeError
+from .errors import ParameterError, ParameterTypeError
+from .files import new_folder, write_json
 
 SMOKE_DATASET = "digits"
-_TRUE = {"1", "true", "yes", "on"}
+#: The notebooks' ``checkpoint_dir`` default, relative to ``notebooks/``; ``$KDLAB_CHECKPOINTS`` replaces it.
+DEFAULT_CHECKPOINT_DIR = "../checkpoints"
+_SMOKE_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                "": False, "0": False, "false": False, "no": False, "off": False}
 
 
 def smoke_mode(smoke: bool = False) -> bool:
-    """True if the notebook's ``smoke`` parameter is set or ``KDLAB_SMOKE`` is 1/true/yes."""
-    return bool(smoke) or os.environ.get("KDLAB_SMOKE", "").strip().lower() in _TRUE
+    """True if ``smoke`` is set or ``KDLAB_SMOKE`` is 1, true, yes or on (any case).
+
+    The one reading of ``KDLAB_SMOKE``: the notebooks and the ``kdlab`` command both use it.
+    """
+    raw = os.environ.get("KDLAB_SMOKE", "")
+    word = raw.strip().lower()
+    if word not in _SMOKE_WORDS:
+        raise ParameterError(f"KDLAB_SMOKE={raw!r} is not understood; accepted: 1, true, yes, on (smoke mode) "
+                             "or 0, false, no, off, empty (full runs).")
+    return bool(smoke) or _SMOKE_WORDS[word]
 
 
 def _type_name(expected) -> str:
@@ -49,25 +58,39 @@ def _type_name(expected) -> str:
     return expected.__name__
 
 
-def check_params(namespace: Mapping, types: Mapping[str, type | tuple[type, ...]]) -> None:
-    """Check notebook parameters' types right after the ``parameters`` cell.
+def parameter_value(name: str, value, expected: type | tuple[type, ...], *, notebook: str | None = None):
+    """``value`` if it has the ``expected`` type, else :class:`~kdlab.errors.ParameterTypeError`.
 
-    ``types`` maps each parameter name to its type (a float parameter also
-    accepts an int; bool is never taken for int or float). Raises
-    :class:`~kdlab.errors.ParameterTypeError` naming the parameter, the value and
-    the expected type, so a wrong papermill ``-p`` value fails before any training.
+    An int given for a float parameter is returned as that float; a bool is never
+    taken for an int or a float. Used for notebook parameters, inside the notebook and
+    by ``kdlab run``/``kdlab sweep`` before it starts one.
     """
+    allowed = expected if isinstance(expected, tuple) else (expected,)
+    not_bool = bool in allowed or not isinstance(value, bool)  # bool subclasses int: True is not epochs=1
+    if isinstance(value, allowed) and not_bool:
+        return value
+    if float in allowed and isinstance(value, int) and not_bool:
+        return float(value)
+    where = f" in notebook {notebook}" if notebook else ""
+    raise ParameterTypeError(f"notebook parameter {name}={value!r}{where} has type {type(value).__name__}; "
+                             f"expected {_type_name(expected)}.")
+
+
+def validate_params(namespace: Mapping, types: Mapping[str, type | tuple[type, ...]], *,
+                    notebook: str | None = None) -> dict:
+    """Check notebook parameters right after the ``parameters`` cell, before any training.
+
+    ``types`` maps each parameter name to its type; each value in ``namespace`` (the
+    notebook's ``globals()``) must pass :func:`parameter_value`. Returns the checked
+    values, ints given for floats converted.
+    """
+    checked = {}
     for name, expected in types.items():
         if name not in namespace:
-            raise ParameterTypeError(f"notebook parameter {name!r} is missing; expected a {_type_name(expected)}.")
-        value = namespace[name]
-        allowed = expected if isinstance(expected, tuple) else (expected,)
-        if float in allowed:
-            allowed = allowed + (int,)
-        ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
-        if not ok:
-            raise ParameterTypeError(f"notebook parameter {name}={value!r} has type {type(value).__name__}; "
-                                     f"expected {_type_name(expected)}.")
+            raise ParameterTypeError(f"notebook parameter {name!r} is missing; expected a value of type "
+                                     f"{_type_name(expected)}.")
+        checked[name] = parameter_value(name, namespace[name], expected, notebook=notebook)
+    return checked
 
 
 def project_root() -> Path:
@@ -75,53 +98,28 @@ def project_root() -> Path:
     return data.default_root().parent
 
 
+def runs_root() -> Path:
+    """Where new run folders go: ``$KDLAB_RUNS``, else ``runs/`` in the project."""
+    return Path(os.environ.get("KDLAB_RUNS") or project_root() / "runs")
+
+
 def output_folder(output_dir: str, notebook: str) -> Path:
     """The folder a notebook writes ``metrics.json`` and figures into.
 
     An explicit ``output_dir`` (as ``kdlab run`` passes) is created if needed.
-    ``""`` means a new folder ``runs/<notebook>-<timestamp>`` in the project, so
+    ``""`` means a new folder ``<notebook>-<timestamp>`` under :func:`runs_root`, so
     running a notebook again never overwrites an earlier run's results.
     """
     if output_dir:
         path = Path(output_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
-    base = Path(os.environ.get("KDLAB_RUNS", project_root() / "runs"))
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = base / (f"{notebook}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a new run folder under {base}")
-
-
-def _jsonable(value):
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN; null reads as "not measured"
-    return value
+    return new_folder(runs_root(), notebook)
 
 
 def write_metrics(out: str | os.PathLike, metrics_dict: Mapping, name: str = "metrics.json") -> Path:
-    """Write ``metrics_dict`` as JSON into ``out`` (atomically) and return the path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / name
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_jsonable(metrics_dict), fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
+    """Write ``metrics_dict`` as JSON into ``out`` (atomically; NaN as null) and return the path."""
+    return write_json(Path(out) / name, metrics_dict)
 
 
 def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = 110) -> Path:
@@ -155,7 +153,14 @@ def teacher_recipe(dataset: str, smoke: bool = False) -> dict:
 
 
 def teacher_path(checkpoint_dir: str | os.PathLike, dataset: str, smoke: bool = False) -> Path:
-    """Where the teacher for ``dataset`` lives: ``<checkpoint_dir>/teacher_<dataset>[_smoke].pt``."""
+    """Where the teacher for ``dataset`` lives: ``<checkpoint_dir>/teacher_<dataset>[_smoke].pt``.
+
+    ``$KDLAB_CHECKPOINTS`` replaces the notebooks' default ``checkpoint_dir``
+    (:data:`DEFAULT_CHECKPOINT_DIR`), as ``$KDLAB_RUNS`` replaces the default output
+    folder; a folder passed explicitly (by papermill or ``kdlab run``) is kept.
+    """
+    if os.fspath(checkpoint_dir) == DEFAULT_CHECKPOINT_DIR and os.environ.get("KDLAB_CHECKPOINTS"):
+        checkpoint_dir = os.environ["KDLAB_CHECKPOINTS"]
     return Path(checkpoint_dir) / f"teacher_{dataset}{'_smoke' if smoke else ''}.pt"
 
 
@@ -167,9 +172,9 @@ def train_teacher(ds: data.Dataset, *, smoke: bool = False, seed: int = 0, devic
     model = models.create(recipe["model"], num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed,
                           **recipe["model_kwargs"])
     history = train.fit(model, ds, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
-                        optimizer=recipe["optimizer"], weight_decay=recipe["weight_decay"],
-                        augment=recipe["augment"], warmup_epochs=recipe["warmup_epochs"], device=device,
-                        seed=seed, progress=progress)
+                        weight_decay=recipe["weight_decay"], augment=recipe["augment"], device=device, seed=seed,
+                        progress=progress, config=train.TrainConfig(optimizer=recipe["optimizer"],
+                                                                    warmup_epochs=recipe["warmup_epochs"]))
     return model, history
 
 

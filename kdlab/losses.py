@@ -1,17 +1,18 @@
 """Distillation losses as plain functions, each with its formula and paper.
 
-Convention used everywhere in kdlab (other projects differ, so check before
-comparing): ``alpha`` weights the **soft** (distillation) term,
+Convention used everywhere in kdlab: ``alpha`` weights the **soft** (distillation) term,
 
-    L = alpha * KD + (1 - alpha) * CE(y, z_s)
+    L = alpha * T^2 * KL(p_t^T || p_s^T) + (1 - alpha) * CE(y, z_s)
 
-torchdistill and the Keras example also weight the soft term with alpha; the
-PyTorch tutorial uses separate ``soft_target_loss_weight`` / ``ce_loss_weight``;
-some papers and repositories put alpha on the hard term instead.
+Other projects differ, so check before comparing numbers:
 
-Notation: z_s, z_t are student and teacher logits (B, K); T is the temperature;
-p^T = softmax(z / T). All losses are computed in float32 even when the logits
-come from a bf16 autocast region, because log-softmax of large logits at small
+* torchdistill's ``KDLoss`` puts alpha on the **hard** term: ``alpha * CE + beta * T^2 * KL``;
+* the Keras example does too: ``alpha * student_loss + (1 - alpha) * distillation_loss``;
+* the PyTorch tutorial uses two separate weights, ``soft_target_loss_weight`` and ``ce_loss_weight``.
+
+Notation: z_s, z_t are student and teacher logits (B, K); y are labels (B,); T is the
+temperature; p^T = softmax(z / T). All losses are computed in float32 even when the
+logits come from a bf16 autocast region, because log-softmax of large logits at small
 T loses the small probabilities in bf16.
 
 Reference: G. Hinton, O. Vinyals, J. Dean, "Distilling the Knowledge in a Neural
@@ -26,8 +27,32 @@ import torch.nn.functional as F
 from . import validate
 
 
-def _check_temperature(temperature) -> float:
-    return validate.positive("temperature", temperature)
+def _validate_logits(name: str, logits: torch.Tensor) -> None:
+    if not isinstance(logits, torch.Tensor):
+        raise validate.ParameterTypeError(f"{name} must be a tensor of shape (batch, classes), got {type(logits).__name__}.")
+    if logits.dim() != 2:
+        raise validate.ParameterError(f"{name} has shape {tuple(logits.shape)}; expected logits of shape "
+                                      "(batch, classes).")
+
+
+def _validate_pair(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    _validate_logits("student_logits", student_logits)
+    _validate_logits("teacher_logits", teacher_logits)
+    if student_logits.shape != teacher_logits.shape:
+        raise validate.ParameterError(
+            f"student_logits has shape {tuple(student_logits.shape)} but teacher_logits has shape "
+            f"{tuple(teacher_logits.shape)}; they must match (batch, classes).")
+
+
+def _validate_targets(targets: torch.Tensor, logits: torch.Tensor) -> None:
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.long or targets.shape != logits.shape[:1]:
+        shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise validate.ParameterError(f"targets must be int64 class labels of shape ({logits.shape[0]},), got {shape}"
+                                      + (f" {targets.dtype}" if isinstance(targets, torch.Tensor) else "") + ".")
+    k = logits.shape[1]
+    if len(targets) and (int(targets.min()) < 0 or int(targets.max()) >= k):
+        raise validate.ParameterError(f"targets hold labels from {int(targets.min())} to {int(targets.max())}, "
+                                      f"outside the {k} classes of the logits; accepted: 0 to {k - 1}.")
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -38,11 +63,12 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     T = 1 is the ordinary softmax; larger T flattens the distribution and makes
     the small probabilities (the "dark knowledge") visible.
     """
-    temperature = _check_temperature(temperature)
+    temperature = validate.positive("temperature", temperature)
     return F.softmax(logits.float() / temperature, dim=-1)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, *,
+            check: bool = True) -> torch.Tensor:
     r"""Hinton et al.'s soft-target loss: ``T^2 * KL(p_teacher^T || p_student^T)``, averaged over the batch.
 
     .. math:: L_{KD} = T^2 \cdot \frac{1}{B} \sum_b \sum_i p^T_{t,bi} (\log p^T_{t,bi} - \log p^T_{s,bi})
@@ -57,14 +83,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
       size whatever T is, and alpha keeps its meaning across temperatures.
     * The loss is 0 when the student's logits equal the teacher's, and finite for
       logits up to about ±1e4 at T from 0.05 to 100 (log-softmax is computed directly).
+
+    ``check=False`` skips the argument checks, for callers that made them once
+    (:class:`kdlab.objectives.Distillation` does, when it is built).
     """
-    temperature = _check_temperature(temperature)
-    if student_logits.shape != teacher_logits.shape:
-        raise validate.ParameterError(
-            f"student_logits has shape {tuple(student_logits.shape)} but teacher_logits has shape "
-            f"{tuple(teacher_logits.shape)}; they must match (batch, classes).")
-    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    if check:
+        temperature = validate.positive("temperature", temperature)
+        _validate_pair(student_logits, teacher_logits)
+    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)  # (B, K)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=-1)  # (B, K)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     # Rounding can leave a KL of -1e-9 between identical distributions; the true value is >= 0.
     return kl.clamp_min(0.0) * (temperature * temperature)
@@ -78,72 +105,15 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
     ``alpha = 1`` trains on soft targets only; ``alpha = 0`` is plain cross-entropy.
     Hinton et al. found a small weight on the hard term works best; kdlab's default
-    is ``alpha = 0.9``.
+    is ``alpha = 0.9``. :class:`kdlab.objectives.Distillation` trains with this loss.
     """
+    temperature = validate.positive("temperature", temperature)
     alpha = validate.probability("alpha", alpha)
-    loss = alpha * kd_loss(student_logits, teacher_logits, temperature) if alpha > 0 else 0.0
-    if alpha < 1:
-        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits.float(), targets)
-    return loss if isinstance(loss, torch.Tensor) else student_logits.float().sum() * 0.0
-
-
-class _DistillationTerms(torch.autograd.Function):
-    r""":func:`distillation_loss` with its gradient written out (one autograd node).
-
-    The forward pass is the same arithmetic as :func:`kd_loss` plus cross-entropy, and
-    it also computes the closed-form gradient, which the backward pass only scales:
-
-    .. math:: \frac{\partial L}{\partial z_s} = \frac{\alpha T}{B} (p_s^T - p_t^T)
-              + \frac{1 - \alpha}{B} (p_s - \mathrm{onehot}(y))
-
-    The first term is Hinton et al.'s Eq. 2, ``(q_i - p_i) / T``, times the T^2 factor.
-    Why by hand: for a (128, 10) batch on a CPU each small op costs more in dispatch than
-    in arithmetic, so differentiating a dozen of them one by one cost 3.7x a cross-entropy
-    step, this node 2.6x (docs/BENCHMARKS.md, section 2).
-    """
-
-    @staticmethod
-    def forward(ctx, student_logits, teacher_logits, targets, temperature, alpha):
-        s = student_logits.float()
-        batch = s.shape[0]
-        log_p_student = torch.log_softmax(s / temperature, dim=-1)
-        log_p_teacher = torch.log_softmax(teacher_logits.float() / temperature, dim=-1)
-        p_teacher = log_p_teacher.exp()
-        # sum_b sum_i p_t (log p_t - log p_s^T) as one dot product over the (B, K) entries.
-        kd = torch.dot(p_teacher.view(-1), (log_p_teacher - log_p_student).view(-1))
-        kd = kd.clamp_min_(0.0).mul_(temperature * temperature / batch)  # rounding can leave -1e-9
-        log_p = torch.log_softmax(s, dim=-1)
-        ce = F.nll_loss(log_p, targets)
-        if ctx.needs_input_grad[0]:
-            grad = log_p_student.exp_().sub_(p_teacher).mul_(alpha * temperature / batch)
-            if alpha < 1.0:
-                p = log_p.exp_()
-                p.scatter_add_(1, targets[:, None], torch.full((batch, 1), -1.0, dtype=p.dtype, device=p.device))
-                grad.add_(p, alpha=(1.0 - alpha) / batch)
-            ctx.save_for_backward(grad)
-        ctx.dtype = student_logits.dtype
-        ctx.mark_non_differentiable(kd, ce)
-        return torch.lerp(ce, kd, alpha), kd, ce  # alpha * kd + (1 - alpha) * ce
-
-    @staticmethod
-    def backward(ctx, grad_loss, _grad_kd, _grad_ce):
-        (grad,) = ctx.saved_tensors
-        return (grad * grad_loss).to(ctx.dtype), None, None, None, None
-
-
-def distillation_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                       temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(loss, kd, ce)``: :func:`distillation_loss` and its two terms (detached), in one
-    autograd node with the closed-form gradient (see ``_DistillationTerms``). Same values
-    and gradients as :func:`distillation_loss` up to float rounding, in 0.7x its time on
-    the reference CPU; :class:`kdlab.objectives.Distillation` uses it."""
-    temperature = _check_temperature(temperature)
-    alpha = validate.probability("alpha", alpha)
-    if student_logits.shape != teacher_logits.shape:
-        raise validate.ParameterError(
-            f"student_logits has shape {tuple(student_logits.shape)} but teacher_logits has shape "
-            f"{tuple(teacher_logits.shape)}; they must match (batch, classes).")
-    return _DistillationTerms.apply(student_logits, teacher_logits, targets, float(temperature), float(alpha))
+    _validate_pair(student_logits, teacher_logits)
+    _validate_targets(targets, student_logits)
+    soft = kd_loss(student_logits, teacher_logits, temperature, check=False)
+    hard = F.cross_entropy(student_logits.float(), targets)
+    return alpha * soft + (1.0 - alpha) * hard
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:

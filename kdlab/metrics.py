@@ -21,7 +21,8 @@ from torch import nn
 from . import devices
 from .data import Split
 from .errors import ParameterError
-from .train import predict_logits
+from .errors import IncompatibleModelError
+from .inference import predict_logits
 
 
 def _model_device(model: nn.Module, device) -> torch.device:
@@ -91,17 +92,23 @@ def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None
     (mean KL(p_t || p_s) at T = 1, nats). Pass precomputed ``logits`` to skip the
     model's forward pass, and ``teacher_logits`` (``predict_logits(teacher, split)``)
     to skip the teacher's, e.g. when many students are scored against one teacher.
-    ``batch_size=None`` picks :func:`kdlab.train.eval_batch_size`.
+    ``batch_size=None`` picks :func:`kdlab.inference.eval_batch_size`.
     """
     device = _model_device(model, device)
     if logits is None:
         logits = predict_logits(model.to(device), split, batch_size=batch_size, device=device)
     for name, given in (("logits", logits), ("teacher_logits", teacher_logits)):
-        if given is not None and tuple(given.shape[:1]) != (len(split),):
-            raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must hold one row per example "
-                                 f"of the split ({len(split)} rows).")
+        if given is not None and (given.dim() != 2 or given.shape[0] != len(split)):
+            raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must be (examples, classes) with one "
+                                 f"row per example of the split ({len(split)} rows).")
     y = split.y.to(logits.device)
     num_classes = logits.shape[1]
+    if len(y) and int(y.max()) >= num_classes:
+        raise IncompatibleModelError(f"the model outputs {num_classes} logits but split {split.name!r} has label "
+                                     f"{int(y.max())}; build it with num_classes=ds.num_classes.")
+    if teacher_logits is not None and teacher_logits.shape[1] != num_classes:
+        raise IncompatibleModelError(f"teacher_logits have {teacher_logits.shape[1]} classes but the model outputs "
+                                     f"{num_classes}; both must be built for the same classes.")
     probs = logits.softmax(dim=1)
     pred = logits.argmax(dim=1)
     out = {"accuracy": float((pred == y).float().mean()), "error_count": int((pred != y).sum()),
@@ -111,6 +118,9 @@ def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None
         t_logits = teacher_logits.to(logits.device, torch.float32)
     elif teacher is not None:
         t_logits = predict_logits(teacher.to(device), split, batch_size=batch_size, device=device)
+        if t_logits.shape[1] != num_classes:
+            raise IncompatibleModelError(f"the teacher outputs {t_logits.shape[1]} logits but the model outputs "
+                                         f"{num_classes}; both must be built for the same classes.")
     if teacher is not None or teacher_logits is not None:
         out["agreement"] = float((t_logits.argmax(1) == pred).float().mean())
         out["kl_to_teacher"] = float(F.kl_div(logits.log_softmax(1), t_logits.log_softmax(1),

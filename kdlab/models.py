@@ -22,6 +22,7 @@ from torch import nn
 
 from . import validate
 from .errors import ParameterError, ParameterTypeError
+from .files import jsonable
 
 
 class MLP(nn.Module):
@@ -158,12 +159,6 @@ def register(name: str, builder: Callable[..., nn.Module]) -> None:
     _REGISTRY[name] = builder
 
 
-def _jsonable(value):
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def create(name: str, *, num_classes: int, input_shape: Sequence[int], seed: int | None = None,
            **kwargs) -> nn.Module:
     """Build a model by name.
@@ -200,7 +195,7 @@ def create(name: str, *, num_classes: int, input_shape: Sequence[int], seed: int
             torch.manual_seed(seed)
             model = builder(num_classes, input_shape, **kwargs)
     model.kdlab_spec = {"name": name, "num_classes": num_classes, "input_shape": list(input_shape),
-                        "kwargs": {k: _jsonable(v) for k, v in kwargs.items()}}
+                        "kwargs": {k: jsonable(v) for k, v in kwargs.items()}}
     return model
 
 

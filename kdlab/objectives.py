@@ -2,16 +2,19 @@
 
 :func:`kdlab.train.fit` runs the same loop for every method; only the objective
 changes. An objective is an ``nn.Module`` (so it can own parameters, such as an
-adversarial discriminator, and moves to the device with the student) called as
+adversarial discriminator, and moves to the device with the student), called on each
+batch as
 
-    loss, logs = objective(student_logits, targets, teacher_logits, inputs=x)
+    loss, logs = objective(student_logits, batch)      # (B, K) logits, a kdlab.data.Batch
 
-``loss`` is a float32 scalar to minimise; ``logs`` maps names to detached
-0-dim tensors that the loop averages over the epoch without a host sync per
-batch. Set ``uses_teacher = True`` to receive teacher logits (cached once when
-inputs are not augmented, computed online on the same augmented views
-otherwise). Objectives that train a model of their own (a discriminator)
-implement ``auxiliary_step(...)``, which the loop calls after the student's step.
+``loss`` is a float32 scalar to minimise; ``logs`` maps names to detached 0-dim
+tensors that the loop averages over the epoch without a host sync per batch.
+
+An objective that learns from a teacher owns it, as a :class:`kdlab.teacher.Teacher`
+in ``self.teacher``, and asks it for the batch's logits: ``self.teacher.logits(batch)``.
+``fit`` calls :meth:`Objective.prepare` once before the first step (the teacher then
+computes any cache it needs), and :meth:`Objective.after_step` after each optimiser
+step (an adversarial objective trains its discriminator there).
 """
 
 from __future__ import annotations
@@ -21,17 +24,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses, validate
+from .data import Batch, Split
+from .teacher import Teacher
+
+
+def as_teacher(teacher: nn.Module | Teacher) -> Teacher:
+    """``teacher`` as a :class:`~kdlab.teacher.Teacher` (a trained model is wrapped with the default caching)."""
+    return teacher if isinstance(teacher, Teacher) else Teacher(teacher)
 
 
 class Objective(nn.Module):
-    """Base class. Subclasses implement ``forward`` and set ``uses_teacher``."""
+    """Base class. Subclasses implement ``forward(student_logits, batch) -> (loss, logs)``;
+    those that learn from a teacher set ``self.teacher``."""
 
-    uses_teacher: bool = False
+    teacher: Teacher | None = None
 
-    def forward(self, student_logits: torch.Tensor, targets: torch.Tensor,
-                teacher_logits: torch.Tensor | None = None, *, inputs: torch.Tensor | None = None,
-                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, student_logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
+
+    def prepare(self, split: Split, *, augment: bool, epochs: int, device: torch.device, amp: bool,
+                num_classes: int) -> None:
+        """Called by ``fit`` once before training on ``split``: readies the teacher, if any."""
+        if self.teacher is not None:
+            self.teacher.prepare(split, augment=augment, epochs=epochs, device=device, amp=amp,
+                                 num_classes=num_classes)
+
+    def after_step(self, student_logits: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Called by ``fit`` after each optimiser step with the detached logits; returns extra logs."""
+        return {}
 
     def describe(self) -> dict:
         """JSON-able description recorded in the training history and checkpoints."""
@@ -45,8 +65,8 @@ class CrossEntropy(Objective):
         super().__init__()
         self.label_smoothing = validate.real("label_smoothing", label_smoothing, low=0.0, high=1.0, high_open=True)
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        loss = F.cross_entropy(student_logits.float(), targets, label_smoothing=self.label_smoothing)
+    def forward(self, student_logits, batch):
+        loss = F.cross_entropy(student_logits.float(), batch.y, label_smoothing=self.label_smoothing)
         return loss, {"ce": loss.detach()}
 
     def describe(self) -> dict:
@@ -54,38 +74,54 @@ class CrossEntropy(Objective):
 
 
 class Distillation(Objective):
-    r"""Hinton et al. (2015) knowledge distillation, alpha on the soft term:
+    r"""Hinton et al. (2015) knowledge distillation, with kdlab's alpha on the **soft** term:
 
     .. math:: L = \alpha \cdot T^2 \, KL(p_t^T \,\|\, p_s^T) + (1 - \alpha) \cdot CE(y, z_s)
 
-    See :func:`kdlab.losses.distillation_loss`.
+    Args:
+        teacher: the trained teacher (an ``nn.Module``), or a :class:`~kdlab.teacher.Teacher`
+            to choose how its logits are served (precomputed ``logits=``, ``cache=``).
+        temperature: T > 0, softens both distributions.
+        alpha: weight of the soft term, in [0, 1]; ``1 - alpha`` weighs cross-entropy
+            on the true labels.
+
+    The soft term is :func:`kdlab.losses.kd_loss`, the function notebook 03 builds, so a
+    breakpoint there stops inside ``fit``. The value equals :func:`kdlab.losses.distillation_loss`.
     """
 
-    uses_teacher = True
-
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9):
+    def __init__(self, teacher: nn.Module | Teacher, temperature: float = 4.0, alpha: float = 0.9):
         super().__init__()
+        self.teacher = as_teacher(teacher)
+        # Checked once here, so the per-batch loss skips its own argument checks (check=False).
         self.temperature = validate.positive("temperature", temperature)
         self.alpha = validate.probability("alpha", alpha)
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        # Same value and gradient as losses.distillation_loss, with the gradient in closed form.
-        loss, soft, hard = losses.distillation_terms(student_logits, teacher_logits, targets, self.temperature,
-                                                     self.alpha)
-        return loss, {"kd": soft, "ce": hard}
+    def forward(self, student_logits, batch):
+        teacher_logits = self.teacher.logits(batch)  # (B, K), no gradient
+        soft = losses.kd_loss(student_logits, teacher_logits, self.temperature, check=False)  # T² KL(p_t‖p_s)
+        hard = F.cross_entropy(student_logits.float(), batch.y)  # CE(y, z_s)
+        loss = self.alpha * soft + (1.0 - self.alpha) * hard
+        return loss, {"kd": soft.detach(), "ce": hard.detach()}
 
     def describe(self) -> dict:
-        return {"objective": "Distillation", "temperature": self.temperature, "alpha": self.alpha}
+        return {"objective": "Distillation", "temperature": self.temperature, "alpha": self.alpha,
+                "teacher_logits": self.teacher.mode}
 
 
 class TeacherHardLabels(Objective):
     """Train on the teacher's argmax predictions ("hard pseudo-labels") instead of the
-    true labels: ``CE(argmax z_t, z_s)``. The true labels are ignored."""
+    true labels: ``CE(argmax z_t, z_s)``. The true labels are ignored (only logged
+    against, as ``pseudo_label_acc``)."""
 
-    uses_teacher = True
+    def __init__(self, teacher: nn.Module | Teacher):
+        super().__init__()
+        self.teacher = as_teacher(teacher)
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
-        pseudo = teacher_logits.argmax(dim=-1)
+    def forward(self, student_logits, batch):
+        pseudo = self.teacher.logits(batch).argmax(dim=-1)  # (B,)
         loss = F.cross_entropy(student_logits.float(), pseudo)
-        agree = (pseudo == targets).float().mean()
+        agree = (pseudo == batch.y).float().mean()
         return loss, {"ce_pseudo": loss.detach(), "pseudo_label_acc": agree.detach()}
+
+    def describe(self) -> dict:
+        return {"objective": "TeacherHardLabels", "teacher_logits": self.teacher.mode}

@@ -2,7 +2,7 @@
 
 Functions take data (tensors, dicts, lists), not models, so they are cheap to
 test and reuse. Nothing here changes global matplotlib state (no rcParams at
-import time).
+import time). ``import kdlab`` leaves this module (and pyplot) unloaded until first use.
 """
 
 from __future__ import annotations
@@ -129,27 +129,6 @@ def plot_soft_targets(probs_by_t: Mapping[float, torch.Tensor], class_names: Seq
     axes[0].set_ylabel("probability" + (" (log scale)" if log else ""))
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_ci_bars(groups: Mapping[str, Sequence[float]], *, ylabel: str, title: str | None = None, scale: float = 1.0):
-    """One bar per group at the mean of its per-seed values, with a 95% CI error bar and the
-    individual seeds as dots."""
-    names = list(groups)
-    stats = [mean_ci([v * scale for v in groups[n]]) for n in names]
-    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.6))
-    means = [m for m, _ in stats]
-    errs = [0 if np.isnan(h) else h for _, h in stats]
-    ax.bar(range(len(names)), means, yerr=errs, capsize=5, color="tab:blue", alpha=0.75)
-    for i, n in enumerate(names):
-        ax.scatter(np.full(len(groups[n]), i), [v * scale for v in groups[n]], color="black", s=10, zorder=3)
-    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
-    lo = min(min(v * scale for v in groups[n]) for n in names)
-    hi = max(max(v * scale for v in groups[n]) for n in names)
-    pad = max(0.5 * (hi - lo), 1e-3)
-    ax.set_ylim(lo - pad, hi + pad)
-    ax.set(ylabel=ylabel, title=title or "")
     fig.tight_layout()
     return fig
 

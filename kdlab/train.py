@@ -1,46 +1,42 @@
 """The one training loop: plain training, distillation and every later variant.
 
-``fit(model, data, ...)`` trains any ``nn.Module`` that maps the dataset's
-inputs to logits. What it minimises is an :mod:`kdlab.objectives` object:
-cross-entropy by default, Hinton distillation when a ``teacher`` is given, or
-any objective passed as ``objective=``. Nothing else about the loop changes
-between methods, so a comparison between methods is a comparison of objectives.
+``fit(model, data, ...)`` trains any ``nn.Module`` that maps the dataset's inputs to
+logits, by minimising an objective (:mod:`kdlab.objectives`): cross-entropy by default,
+Hinton distillation when a ``teacher`` is given, or any ``objective=``. Nothing else
+changes between methods, so comparing methods is comparing objectives. A batch reaches
+the loss a learner writes in notebook 03 in three calls:
+``fit`` -> ``objectives.Distillation.forward`` -> ``losses.kd_loss``.
 
-Speed (see docs/BENCHMARKS.md): data stays on the device as uint8 and batches
-are index slices of a device ``randperm``; per-batch statistics are summed into
-device tensors and read once per epoch, so the loop never waits on the GPU
-inside an epoch. Convolutional models train in channels_last where that pays
-(CUDA, and x86-64 CPUs with oneDNN). On CUDA it adds bf16 autocast (losses in
-float32) and ``cudnn.benchmark``; ``compile=True`` opts in to ``torch.compile``
-and falls back to eager if that fails.
+Speed (measured in docs/BENCHMARKS.md): data stays on the device as uint8 and batches
+are slices of a device ``randperm``; per-batch statistics stay on the device and are
+read once per epoch, so the loop never waits for a GPU inside an epoch; the device's
+speed settings (bf16, channels_last, compile, cuDNN, denormals) come from one call,
+:func:`kdlab.devices.tuned`.
 
-Faults: a non-finite loss stops training with the epoch and batch where it
-first happened and restores the last good weights; ``KeyboardInterrupt`` (the
-notebook's stop button) returns the history so far with the last completed
-epoch's weights; ``checkpoint_path=`` saves a resumable training state after
-every epoch and ``resume_from=`` continues from one, bit-identically on CPU.
+Faults: a non-finite loss stops training with the epoch and batch where it first
+happened and restores the last good weights; ``KeyboardInterrupt`` (the notebook's stop
+button) returns the history so far with the last completed epoch's weights;
+``TrainConfig(checkpoint_path=...)`` saves a resumable state after every epoch and
+``TrainConfig(resume_from=...)`` continues one, bit-identically on the CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import time
-import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import checkpoint as ckpt
-from . import devices, validate
+from . import devices, inference, validate
 from .data import Dataset, Split
-from .errors import IncompatibleModelError, NonFiniteLossError, ParameterError, ParameterTypeError
+from .errors import NonFiniteLossError, ParameterError, ParameterTypeError
 from .objectives import CrossEntropy, Distillation, Objective
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -48,12 +44,43 @@ SCHEDULES = ("cosine", "constant", "onecycle")
 
 
 @dataclass
+class TrainConfig:
+    """The settings of :func:`fit` that most runs leave alone."""
+
+    optimizer: str = "adamw"  # or "sgd" (with Nesterov momentum)
+    momentum: float = 0.9  # SGD only
+    schedule: str = "cosine"  # "cosine" (decays to 0), "onecycle" or "constant"; the LR is set every step
+    warmup_epochs: float = 0.0  # linear warm-up before the cosine decay
+    amp: bool | None = None  # bf16 autocast; None: on CUDA only (True also on CPUs with native bf16)
+    channels_last: bool | None = None  # NHWC layout for CNNs; None: where it pays (devices.channels_last_pays)
+    compile: bool = False  # torch.compile the forward pass (eager if compiling fails)
+    evaluate_every: int = 1  # validate every this many epochs, and after the last
+    checkpoint_path: str | Path | None = None  # save a resumable training state here after each epoch
+    resume_from: str | Path | None = None  # continue a state saved through checkpoint_path
+    callback: Callable[[dict], None] | None = None  # called with each epoch's record (live plots)
+
+    def __post_init__(self):
+        validate.choice("optimizer", self.optimizer, OPTIMIZERS)
+        validate.choice("schedule", self.schedule, SCHEDULES)
+        self.momentum = validate.real("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        self.warmup_epochs = validate.real("warmup_epochs", self.warmup_epochs, low=0.0)
+        self.evaluate_every = validate.integer("evaluate_every", self.evaluate_every, low=1)
+        for name in ("amp", "channels_last"):
+            if not (getattr(self, name) is None or isinstance(getattr(self, name), bool)):
+                raise ParameterTypeError(f"{name} must be True, False or None, got {getattr(self, name)!r}.")
+        if not isinstance(self.compile, bool):
+            raise ParameterTypeError(f"compile must be True or False, got {self.compile!r}.")
+        if self.callback is not None and not callable(self.callback):
+            raise ParameterTypeError(f"callback must be callable or None, got {self.callback!r}.")
+
+
+@dataclass
 class History:
     """Per-epoch training record returned by :func:`fit`.
 
-    ``records`` holds one dict per epoch with ``epoch``, ``train_loss``,
-    ``train_acc``, ``val_loss``, ``val_acc``, ``lr``, ``seconds`` (the whole
-    epoch, evaluation included), ``samples_per_s`` and the objective's own terms.
+    ``records`` holds one dict per epoch with ``epoch``, ``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc``, ``lr``, ``seconds`` (the whole epoch, evaluation
+    included), ``samples_per_s`` and the objective's own logs (``kd``, ``ce``, ...).
     ``history["val_acc"]`` gives one column as a list.
     """
 
@@ -86,46 +113,175 @@ class History:
             return "History(no epochs)"
         cols = ["epoch", "train_loss", "train_acc", "val_acc", "seconds", "samples_per_s"]
         lines = ["  ".join(f"{c:>13}" for c in cols)]
-        for r in self.records:
-            lines.append("  ".join(f"{r.get(c, float('nan')):>13.4g}" for c in cols))
-        flag = " (interrupted)" if self.interrupted else ""
-        return f"History{flag}\n" + "\n".join(lines)
+        lines += ["  ".join(f"{r.get(c, float('nan')):>13.4g}" for c in cols) for r in self.records]
+        return f"History{' (interrupted)' if self.interrupted else ''}\n" + "\n".join(lines)
 
 
-def _lr_at(step: int, total: int, base_lr: float, schedule: str, warmup: int) -> float:
-    """Learning rate for optimisation step ``step`` of ``total``."""
-    if schedule == "constant":
-        return base_lr
-    if schedule == "onecycle":
-        # Linear ramp up over the first 25% of steps, then linear decay to 0 (airbench-style).
-        peak = max(1, total // 4)
-        return base_lr * (step + 1) / peak if step < peak else base_lr * max(0.0, (total - step) / (total - peak))
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = None, temperature: float = 4.0,
+        alpha: float = 0.9, objective: Objective | None = None, epochs: int = 5, lr: float = 1e-3,
+        batch_size: int = 128, weight_decay: float = 0.0, augment: bool = False, device: str | torch.device = "auto",
+        seed: int = 0, progress: bool = True, config: TrainConfig | None = None) -> History:
+    """Train ``model`` on ``data`` and return its per-epoch :class:`History`.
 
-
-def _make_optimizer(name: str, params: list, device: torch.device, *, lr: float, weight_decay: float,
-                    momentum: float) -> torch.optim.Optimizer:
-    """AdamW or SGD, with PyTorch's fused kernel on CPU and CUDA.
-
-    The fused step updates every element in one pass with no temporaries: on the
-    reference 2-core CPU it is several times faster than the default per-tensor step
-    for the 800-800 MLP, a large share of its training step. It also removed most of
-    the measured cost of distillation over cross-entropy there: the default step's
-    ``sqrt`` of the second-moment buffer ran 2.5x longer in distilled students, whose
-    buffers hold many exact zeros (dead ReLU units), and ``sqrt(0.0)`` is slow on those
-    CPUs. Measured in docs/BENCHMARKS.md, section 2 (benchmarks/optimizer_step.py).
-    Same update rule; results differ from the unfused step only by float rounding.
-    Other devices (MPS), and anything the fused kernel refuses, keep the default step.
+    Args:
+        model: any ``nn.Module`` mapping the dataset's inputs ``(B, C, H, W)`` to logits ``(B, K)``.
+        data: a :class:`~kdlab.data.Dataset` (trains on ``.train``, validates on ``.val``)
+            or a single :class:`~kdlab.data.Split` to train on without validation.
+        teacher, temperature, alpha: the short form of
+            ``objective=Distillation(teacher, temperature, alpha)``: kdlab's ``alpha``
+            weighs the **soft** term, ``loss = alpha * T^2 * KL + (1 - alpha) * CE``
+            (some projects put alpha on the hard term instead).
+        objective: what to minimise (:mod:`kdlab.objectives`); default cross-entropy.
+        epochs, lr, batch_size, weight_decay: the usual; ``lr`` is the peak learning rate.
+        augment: apply the dataset's augmentation (shifts for digits, crop and flip for
+            CIFAR) to every batch, on the device.
+        device: ``"auto"`` (cuda, then mps, then cpu; ``$KDLAB_DEVICE`` overrides), or a name.
+        seed: batch order, augmentation and dropout depend only on it (and on the model's
+            initial weights): the same seed gives the same numbers on the CPU.
+        progress: show a progress bar over epochs.
+        config: a :class:`TrainConfig` with the rarer settings (optimizer, schedule,
+            bf16, checkpoints, a per-epoch callback, ...).
     """
-    # By device type: "cuda" and the parameters' "cuda:0" are different torch.devices.
-    fused = device.type in ("cpu", "cuda")
-    make = (lambda **kw: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)) if name == "adamw" else (
-        lambda **kw: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,
-                                     weight_decay=weight_decay, **kw))
-    if fused:
+    config = _validate_config(config)
+    train_split, val_split, num_classes = _validate_data(data)
+    epochs, batch_size, lr, weight_decay, seed = _validate_numbers(epochs, batch_size, lr, weight_decay, seed)
+    objective = _objective(model, objective, teacher, temperature, alpha)
+    for name, flag in (("augment", augment), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise ParameterTypeError(f"{name} must be True or False, got {flag!r}.")
+    device = devices.resolve(device)
+    model.to(device)
+    num_classes = inference.validate_classes(model, train_split.to(device), num_classes, device)
+    objective.to(device)
+
+    with devices.tuned(model, device, amp=config.amp, channels_last=config.channels_last,
+                       compile=config.compile) as tune:
+        objective.prepare(train_split, augment=augment, epochs=epochs, device=device, amp=tune.amp,
+                          num_classes=num_classes)
+        train_split, val_split = train_split.to(device), val_split.to(device) if val_split is not None else None
+        opt = make_optimizer(config.optimizer, model, lr=lr, weight_decay=weight_decay, momentum=config.momentum)
+        steps = math.ceil(len(train_split) / batch_size)  # per epoch
+        history = History(config={**_settings(epochs, lr, batch_size, weight_decay, augment, seed, config), "device":
+                                  str(device), "amp": tune.amp, "channels_last": tune.channels_last,
+                                  "fused_optimizer": bool(opt.defaults.get("fused")), **objective.describe()})
+        if config.resume_from is not None:
+            history.records = ckpt.resume_training(config.resume_from, model=model, optimizer=opt,
+                                                   objective=objective, seed=seed, epochs=epochs)
+        # Without augmentation every epoch would convert the same uint8 images again: a
+        # split under 256 MiB as floats (all of MNIST) is converted once.
+        inputs = train_split.inputs() if not augment and train_split.x.numel() * 4 <= 2**28 else None
+        generator = torch.Generator(device=device)
+        last_good = _snapshot(model)
+        bar = _progress_bar(progress, epochs, len(history))
+        try:
+            for epoch in range(len(history), epochs):
+                t0 = time.perf_counter()
+                model.train()
+                stats = _EpochStats(steps, device)
+                generator.manual_seed(_seed_for(seed, epoch))
+                with _dropout_seeded(_seed_for(seed, epoch), device):
+                    for i, batch in enumerate(train_split.batches(
+                            batch_size, shuffle=True, augment=augment, generator=generator, normalized=inputs,
+                            memory_format=tune.memory_format)):
+                        lr_now = _set_lr(opt, _lr_at(epoch * steps + i, epochs * steps, lr, config, steps))
+                        with tune.autocast():
+                            logits = tune.forward(batch.x)  # (B, K)
+                        loss, logs = objective(logits, batch)  # scalar, {name: 0-dim tensor}
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        logs.update(objective.after_step(logits.detach(), batch))
+                        stats.add(loss, logits, batch.y, logs)
+                bad_batch = stats.first_non_finite()
+                if bad_batch is not None:
+                    model.load_state_dict(last_good)
+                    raise _non_finite(epoch, bad_batch, lr, objective, history)
+                record = {"epoch": epoch + 1, **stats.means(), "lr": lr_now}
+                if val_split is not None and ((epoch + 1) % config.evaluate_every == 0 or epoch + 1 == epochs):
+                    record.update(_validate(model, val_split, device, tune.amp))
+                record["seconds"] = time.perf_counter() - t0
+                record["samples_per_s"] = stats.seen / record["seconds"]
+                history.records.append(record)
+                last_good = _snapshot(model, into=last_good)
+                if config.checkpoint_path is not None:
+                    ckpt.save_training_state(config.checkpoint_path, model=model, optimizer=opt, objective=objective,
+                                             records=history.records, config=history.config)
+                bar.show(record)
+                if config.callback is not None:
+                    config.callback(record)
+        except KeyboardInterrupt:
+            # Keep what was learned: the weights of the last completed epoch and its history.
+            model.load_state_dict(last_good)
+            history.interrupted = True
+            print(f"Training interrupted; kept the weights after epoch {len(history)} of {epochs}.")
+        finally:
+            bar.close()
+    model.eval()
+    return history
+
+
+# --- fit's helpers, in the order fit uses them ---------------------------------------------
+
+def _validate_data(data) -> tuple[Split, Split | None, int | None]:
+    if isinstance(data, Dataset):
+        train_split, val_split, num_classes = data.train, (data.val if len(data.val) else None), data.num_classes
+    elif isinstance(data, Split):
+        train_split, val_split, num_classes = data, None, None
+    else:
+        raise ParameterTypeError(f"data must be a kdlab Dataset or Split (from kdlab.data.load), "
+                                 f"got {type(data).__name__}.")
+    if len(train_split) == 0:
+        raise ParameterError("data has an empty training split; nothing to train on.")
+    return train_split, val_split, num_classes
+
+
+def _validate_numbers(epochs, batch_size, lr, weight_decay, seed) -> tuple[int, int, float, float, int]:
+    return (validate.integer("epochs", epochs, low=1), validate.integer("batch_size", batch_size, low=1),
+            validate.positive("lr", lr), validate.real("weight_decay", weight_decay, low=0.0),
+            validate.integer("seed", seed, low=0))
+
+
+def _validate_config(config) -> TrainConfig:
+    if config is None:
+        return TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ParameterTypeError(f"config must be a kdlab.train.TrainConfig or None, got {type(config).__name__}; "
+                                 "e.g. config=TrainConfig(optimizer='sgd').")
+    return config
+
+
+def _objective(model, objective, teacher, temperature, alpha) -> Objective:
+    """The objective to train with: ``objective``, or distillation from ``teacher``, or cross-entropy."""
+    if not isinstance(model, nn.Module):
+        raise ParameterTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    if teacher is not None and objective is not None:
+        raise ParameterError("pass either teacher= (distillation with temperature and alpha) or objective=, not "
+                             "both; an objective that needs a teacher takes it itself, e.g. Distillation(teacher).")
+    if teacher is model:
+        raise ParameterError("teacher is the same object as model; pass the trained teacher as teacher= "
+                             "and a separate student as model.")
+    if teacher is not None:
+        objective = Distillation(teacher, temperature=temperature, alpha=alpha)  # checks all three
+    objective = objective if objective is not None else CrossEntropy()
+    if not isinstance(objective, Objective):
+        raise ParameterTypeError(f"objective must be a kdlab.objectives.Objective, got {type(objective).__name__}.")
+    if objective.teacher is not None and objective.teacher.model is model:
+        raise ParameterError("the objective's teacher is the model being trained; give it a separate trained teacher.")
+    return objective
+
+
+def make_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: float,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) over ``model``'s trainable parameters, with PyTorch's fused
+    kernel on the CPU and CUDA: several times faster per step on a CPU, same update rule
+    (docs/BENCHMARKS.md, section 2). Elsewhere, or where the kernel is missing, the default step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "adamw":
+        make = lambda **kw: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)  # noqa: E731
+    else:
+        make = lambda **kw: torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,  # noqa: E731
+                                            weight_decay=weight_decay, **kw)
+    if params and params[0].device.type in ("cpu", "cuda"):
         try:
             return make(fused=True)
         except (RuntimeError, ValueError):  # a build without the fused kernel: the default step is correct too
@@ -133,13 +289,19 @@ def _make_optimizer(name: str, params: list, device: torch.device, *, lr: float,
     return make()
 
 
+def _settings(epochs, lr, batch_size, weight_decay, augment, seed, config: TrainConfig) -> dict:
+    kept = ("optimizer", "momentum", "schedule", "warmup_epochs", "evaluate_every")
+    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "weight_decay": weight_decay,
+            "augment": augment, "seed": seed, **{k: v for k, v in asdict(config).items() if k in kept}}
+
+
 def _snapshot(model: nn.Module, into: dict | None = None) -> dict:
     """A copy of ``model.state_dict()``, written into ``into``'s tensors when they match
-    (no new 5 MB allocation each epoch for an 800-800 MLP), else a fresh deep copy."""
+    (no new allocation every epoch), else a fresh deep copy."""
     state = model.state_dict()
-    if (into is None or into.keys() != state.keys()
-            or any(not isinstance(v, torch.Tensor) or into[k].shape != v.shape or into[k].dtype != v.dtype
-                   or into[k].device != v.device for k, v in state.items())):
+    if into is None or into.keys() != state.keys() or any(
+            not isinstance(v, torch.Tensor) or into[k].shape != v.shape or into[k].dtype != v.dtype
+            or into[k].device != v.device for k, v in state.items()):
         return copy.deepcopy(state)
     with torch.no_grad():
         for k, v in state.items():
@@ -147,24 +309,25 @@ def _snapshot(model: nn.Module, into: dict | None = None) -> dict:
     return into
 
 
-def _output_classes(model: nn.Module, split: Split, device: torch.device, role: str) -> int:
-    """Run one small batch through ``model`` and return its number of outputs, turning
-    shape errors into a message that names the model and the dataset's input shape."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(split.inputs(torch.arange(min(2, len(split)), device=split.device)).to(device))
-    except RuntimeError as err:
-        raise IncompatibleModelError(
-            f"{role} {type(model).__name__} cannot take this dataset's inputs of shape "
-            f"{tuple(split.x.shape[1:])}: {err}. Build it with input_shape=ds.input_shape.") from err
-    finally:
-        model.train(was_training)
-    if out.dim() != 2:
-        raise IncompatibleModelError(f"{role} {type(model).__name__} returns shape {tuple(out.shape)}; "
-                                     "expected logits of shape (batch, num_classes).")
-    return int(out.shape[1])
+class _ProgressBar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def show(self, record: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: round(record[k], 4) for k in ("train_loss", "val_acc") if k in record})
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress_bar(enabled: bool, epochs: int, done: int) -> _ProgressBar:
+    if not enabled:
+        return _ProgressBar(None)
+    from tqdm.auto import tqdm
+    return _ProgressBar(tqdm(total=epochs, initial=done, desc="epochs", unit="epoch", leave=True))
 
 
 def _seed_for(seed: int, epoch: int) -> int:
@@ -173,399 +336,83 @@ def _seed_for(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
 
 
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
 @contextlib.contextmanager
-def _channels_last(model: nn.Module, enabled: bool):
-    """``model`` in the channels_last memory format inside the block, as it was after it.
-
-    A model that is already channels_last (``fit`` leaves it so where that pays) is not
-    touched; another one is converted for the block and converted back after it, so that
-    evaluating a model never changes its layout behind the caller's back."""
-    if not enabled:
+def _dropout_seeded(seed: int, device: torch.device):
+    """Dropout draws from the global RNG: seed it for the epoch, and on the CPU give the
+    caller's RNG state back afterwards."""
+    with torch.random.fork_rng(devices=[]) if device.type == "cpu" else contextlib.nullcontext():
+        torch.manual_seed(seed)
         yield
-        return
-    before = [p.stride() for p in model.parameters() if p.dim() == 4]
-    model.to(memory_format=torch.channels_last)
-    changed = before != [p.stride() for p in model.parameters() if p.dim() == 4]
-    try:
-        yield
-    finally:
-        if changed:
-            model.to(memory_format=torch.contiguous_format)
 
 
-def eval_batch_size(device: torch.device) -> int:
-    """Batch size for inference when none is given: 1024 on a GPU; 256 on the CPU, where
-    batches of 1,024 28x28 images made the CNN teacher 1.7x slower than batches of 256,
-    because its activations no longer fit the caches (docs/BENCHMARKS.md, section 1)."""
-    return 256 if device.type == "cpu" else 1024
+def _lr_at(step: int, total: int, base_lr: float, config: TrainConfig, steps_per_epoch: int) -> float:
+    """Learning rate for optimisation step ``step`` of ``total``."""
+    if config.schedule == "constant":
+        return base_lr
+    if config.schedule == "onecycle":
+        # Linear ramp up over the first 25% of steps, then linear decay to 0 (airbench-style).
+        peak = max(1, total // 4)
+        return base_lr * (step + 1) / peak if step < peak else base_lr * max(0.0, (total - step) / (total - peak))
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def predict_logits(model: nn.Module, split: Split, *, batch_size: int | None = None,
-                   device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
-    """Float32 logits ``(N, K)`` of ``model`` on ``split`` (eval mode, no grad), on ``device``.
-
-    ``batch_size=None`` picks :func:`eval_batch_size`. A convolutional model runs in
-    channels_last where that pays (:func:`kdlab.devices.channels_last_pays`), and is left
-    in the memory format it came in."""
-    device = device or next(model.parameters()).device
-    batch_size = eval_batch_size(device) if batch_size is None else validate.integer("batch_size", batch_size, low=1)
-    split = split.to(device)
-    use_cl = _has_conv(model) and devices.channels_last_pays(device)
-    was_training = model.training
-    model.eval()
-    out = []
-    autocast = devices.autocast(device, amp and device.type in ("cuda", "cpu"))
-    try:
-        # Converted outside inference_mode: weights made inside it could not be trained afterwards.
-        with _channels_last(model, use_cl), torch.inference_mode(), autocast:
-            for x, _, _ in split.batches(batch_size):
-                if use_cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                out.append(model(x).float())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0, device=device)
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
+    for group in opt.param_groups:
+        group["lr"] = lr
+    return lr
 
 
-def view_logits(model: nn.Module, split: Split, *, batch_size: int | None = None,
-                device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
-    """Float32 logits ``(N, V, K)`` of ``model`` on every augmented view of every image of
-    ``split`` (``V = split.num_views``), so training can look up ``[idx, view]`` instead of
-    running ``model`` on each augmented batch."""
-    device = device or next(model.parameters()).device
-    split = split.to(device)
-    n = len(split)
-    out = []
-    for v in range(split.num_views):
-        views = torch.full((n,), v, dtype=torch.long, device=device)
-        shifted, _ = split.augment_batch(split.x, None, views=views)
-        out.append(predict_logits(model, replace(split, x=shifted, augment="none"), batch_size=batch_size,
-                                  device=device, amp=amp))
-    return torch.stack(out, dim=1)
+class _EpochStats:
+    """Per-batch loss, correct count and the objective's logs, one row per batch, kept on
+    the device (one copy per batch, no host sync) and read once at the end of the epoch."""
+
+    def __init__(self, steps: int, device: torch.device):
+        self.steps, self.device = steps, device
+        self.per_batch: torch.Tensor | None = None  # (steps, 2 + number of logs)
+        self.keys: list[str] = []
+        self.sizes: list[int] = []
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, logs: dict) -> None:
+        if self.per_batch is None:
+            self.keys = list(logs)
+            self.per_batch = torch.zeros(self.steps, 2 + len(self.keys), device=self.device)
+        correct = (logits.detach().argmax(dim=1) == y).sum()
+        self.per_batch[len(self.sizes)] = torch.stack([loss.detach().float(), correct.float(),
+                                                  *(logs[k].float() for k in self.keys)])
+        self.sizes.append(y.shape[0])
+
+    @property
+    def seen(self) -> int:
+        return sum(self.sizes)
+
+    def first_non_finite(self) -> int | None:
+        bad = (~torch.isfinite(self.per_batch[: len(self.sizes), 0])).nonzero()
+        return int(bad[0]) if len(bad) else None
+
+    def means(self) -> dict:
+        per_batch = self.per_batch[: len(self.sizes)]
+        weights = torch.tensor(self.sizes, device=self.device, dtype=torch.float32)
+        means = ((per_batch * weights[:, None]).sum(0) / self.seen).tolist()  # size-weighted epoch means
+        return {"train_loss": means[0], "train_acc": float(per_batch[:, 1].sum()) / self.seen,
+                **dict(zip(self.keys, means[2:]))}
 
 
-def _compiled(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``torch.compile(model)``, falling back to eager with a warning if compiling fails, at
-    wrap time or at the first call (where most compile errors surface)."""
-    try:
-        compiled = torch.compile(model)
-    except Exception as err:  # noqa: BLE001 - any compile failure means: run eager
-        warnings.warn(f"torch.compile failed ({err!r}); training in eager mode.", stacklevel=3)
-        return model
-    state = {"forward": compiled, "checked": False}
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        if state["checked"]:
-            return state["forward"](x)
-        try:
-            out = state["forward"](x)
-        except Exception as err:  # noqa: BLE001
-            warnings.warn(f"torch.compile failed at the first step ({type(err).__name__}: {err}); "
-                          "training in eager mode.", stacklevel=2)
-            state["forward"] = model
-            out = model(x)
-        state["checked"] = True
-        return out
-
-    return forward
+def _non_finite(epoch: int, batch: int, lr: float, objective: Objective, history: History) -> NonFiniteLossError:
+    hint = f"Try a smaller learning rate (lr={lr:g})"
+    if hasattr(objective, "temperature"):
+        hint += f" or a moderate temperature (temperature={objective.temperature:g})"
+    err = NonFiniteLossError(
+        f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, batch {batch + 1}. The model "
+        f"was restored to its last good weights (after epoch {epoch}). {hint}.", epoch=epoch + 1, batch=batch + 1)
+    err.history = history  # the epochs that did finish
+    return err
 
 
-def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = None, temperature: float = 4.0,
-        alpha: float = 0.9, objective: Objective | None = None, epochs: int = 5, lr: float = 1e-3,
-        batch_size: int = 128, optimizer: str = "adamw", weight_decay: float = 0.0, momentum: float = 0.9,
-        schedule: str = "cosine", warmup_epochs: float = 0.0, augment: bool = False,
-        device: str | torch.device = "auto", seed: int = 0, progress: bool = True, amp: bool | None = None,
-        channels_last: bool | None = None, compile: bool = False, evaluate_every: int = 1,
-        teacher_cache: bool | None = None, teacher_logits: torch.Tensor | None = None,
-        checkpoint_path: str | Path | None = None, resume_from: str | Path | None = None,
-        callback: Callable[[dict], None] | None = None) -> History:
-    """Train ``model`` on ``data`` and return its per-epoch :class:`History`.
-
-    Args:
-        model: any ``nn.Module`` mapping the dataset's inputs ``(B, C, H, W)`` to logits ``(B, K)``.
-        data: a :class:`~kdlab.data.Dataset` (trains on ``.train``, validates on ``.val``)
-            or a single :class:`~kdlab.data.Split` to train on without validation.
-        teacher: a trained model. When given (and ``objective`` is not), the student is
-            distilled with :class:`~kdlab.objectives.Distillation`. The teacher is put in
-            ``eval()`` mode and run under ``no_grad``; its logits are computed once and
-            cached when ``augment=False``, or online on the same augmented views otherwise.
-        temperature: distillation temperature T (> 0), used when ``teacher`` is given.
-        alpha: weight of the **soft** (distillation) term, in [0, 1]:
-            ``loss = alpha * T^2 * KL + (1 - alpha) * CE``. (Some projects put alpha on
-            the hard term instead.)
-        objective: what to minimise; overrides ``teacher``/``temperature``/``alpha`` as
-            the loss (a teacher is still needed if ``objective.uses_teacher``).
-        epochs, lr, batch_size: the usual; ``lr`` is the peak learning rate.
-        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, ``momentum``).
-        schedule: ``"cosine"`` (to 0, after ``warmup_epochs`` of linear warm-up),
-            ``"onecycle"`` or ``"constant"``; the LR is updated every step.
-        augment: apply the dataset's batch augmentation (shifts for digits, crop and
-            flip for CIFAR) on the device.
-        device: ``"auto"`` (cuda, then mps, then cpu; ``$KDLAB_DEVICE`` overrides), or a name.
-        seed: the batch order, augmentation and dropout depend only on it (and on the
-            model's initial weights): the same seed gives the same numbers on CPU.
-        progress: show a tqdm progress bar over epochs.
-        amp, channels_last: bf16 autocast and the channels_last memory format. ``amp=None``
-            means on for CUDA, off elsewhere; ``amp=True`` also works on CPUs with native
-            bf16 (Intel AMX, AVX512-BF16: :func:`kdlab.devices.cpu_has_native_bf16`),
-            where it trained the 800-800 MLP 1.5x and the CNN 2.1x faster than float32
-            (docs/BENCHMARKS.md, section 1). ``channels_last=None`` means on for
-            convolutional models where it pays (CUDA, and x86-64 CPUs with oneDNN:
-            :func:`kdlab.devices.channels_last_pays`). The model (and teacher) stay in
-            that format after training. On the CPU, fit flushes denormal floats to zero
-            while it trains and restores the previous setting afterwards
-            (:func:`kdlab.devices.flush_denormals` says why).
-        compile: wrap the model in ``torch.compile`` (falls back to eager with a warning).
-        teacher_cache: with ``augment=True``, precompute the teacher's logits on every
-            distinct augmented view of every training image (25 shifts for digits) and
-            look them up, instead of running the teacher on each batch. ``None`` does
-            this when it costs fewer teacher forward passes than ``epochs`` online epochs
-            and fits in 1 GiB; the logits are the same either way, up to float rounding.
-        teacher_logits: the teacher's logits on the training split, precomputed once and
-            shared by many runs: ``predict_logits(teacher, ds.train)`` ``(N, K)`` for
-            ``augment=False``, or ``view_logits(teacher, ds.train)`` ``(N, V, K)`` for
-            ``augment=True``. Row ``i`` must belong to training image ``i``.
-        evaluate_every: validate every this many epochs (and always after the last).
-        checkpoint_path: save a resumable training state here after each epoch (atomically).
-        resume_from: a training state saved through ``checkpoint_path``; training continues
-            after its last completed epoch.
-        callback: called with each epoch's record (for live plots).
-    """
-    if not isinstance(model, nn.Module):
-        raise ParameterTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    if teacher is not None and not isinstance(teacher, nn.Module):
-        raise ParameterTypeError(f"teacher must be a torch.nn.Module or None, got {type(teacher).__name__}.")
-    if teacher is model:
-        raise ParameterError("teacher is the same object as model; pass the trained teacher as teacher= "
-                             "and a separate student as model.")
-    if isinstance(data, Dataset):
-        train_split, val_split, num_classes = data.train, data.val, data.num_classes
-    elif isinstance(data, Split):
-        train_split, val_split, num_classes = data, None, None
-    else:
-        raise ParameterTypeError(f"data must be a kdlab Dataset or Split (from kdlab.data.load), "
-                                 f"got {type(data).__name__}.")
-    if teacher is not None and objective is None:
-        objective = Distillation(temperature=temperature, alpha=alpha)  # validates both
-    elif teacher is not None:
-        validate.positive("temperature", temperature)
-        validate.probability("alpha", alpha)
-    objective = objective if objective is not None else CrossEntropy()
-    if not isinstance(objective, Objective):
-        raise ParameterTypeError(f"objective must be a kdlab.objectives.Objective, got {type(objective).__name__}.")
-    if objective.uses_teacher and teacher is None:
-        raise ParameterError(f"objective {type(objective).__name__} needs teacher logits, but teacher=None; "
-                             "pass teacher=<trained model>.")
-    if teacher is not None and not objective.uses_teacher:
-        raise ParameterError(f"teacher was given but objective {type(objective).__name__} does not use one; "
-                             "drop teacher= or use objectives.Distillation.")
-    epochs = validate.integer("epochs", epochs, low=1)
-    batch_size = validate.integer("batch_size", batch_size, low=1)
-    lr = validate.positive("lr", lr)
-    weight_decay = validate.real("weight_decay", weight_decay, low=0.0)
-    momentum = validate.real("momentum", momentum, low=0.0, high=1.0, high_open=True)
-    warmup_epochs = validate.real("warmup_epochs", warmup_epochs, low=0.0)
-    seed = validate.integer("seed", seed, low=0)
-    evaluate_every = validate.integer("evaluate_every", evaluate_every, low=1)
-    validate.choice("optimizer", optimizer, OPTIMIZERS)
-    validate.choice("schedule", schedule, SCHEDULES)
-    if teacher_cache is not None and not isinstance(teacher_cache, bool):
-        raise ParameterTypeError(f"teacher_cache must be True, False or None, got {teacher_cache!r}.")
-    for flag_name, flag in (("augment", augment), ("progress", progress), ("compile", compile)):
-        if not isinstance(flag, bool):
-            raise ParameterTypeError(f"{flag_name} must be True or False, got {flag!r}.")
-    if len(train_split) == 0:
-        raise ParameterError("data has an empty training split; nothing to train on.")
-    device = devices.resolve(device)
-
-    # --- model, teacher and data on the device, checked against each other ----------
-    model.to(device)
-    train_split = train_split.to(device)
-    val_split = val_split.to(device) if val_split is not None and len(val_split) else None
-    student_k = _output_classes(model, train_split, device, "model")
-    if num_classes is not None and student_k != num_classes:
-        raise IncompatibleModelError(f"model outputs {student_k} logits but dataset {data.name!r} has "
-                                     f"{num_classes} classes; build it with num_classes={num_classes}.")
-    if teacher is not None:
-        teacher.to(device).eval()
-        teacher_k = _output_classes(teacher, train_split, device, "teacher")
-        if teacher_k != student_k:
-            raise IncompatibleModelError(f"teacher outputs {teacher_k} classes but the student outputs "
-                                         f"{student_k}; both must be built for the same classes.")
-    objective.to(device)
-    use_amp = devices.check_amp(amp, device)
-    use_cl = (devices.channels_last_pays(device) and _has_conv(model)) if channels_last is None else bool(channels_last)
-    memory_format = torch.channels_last if use_cl else torch.contiguous_format
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-        if teacher is not None:
-            teacher.to(memory_format=torch.channels_last)
-    autocast = lambda: devices.autocast(device, use_amp)  # noqa: E731 - a fresh context per use
-
-    # --- optimiser and schedule ------------------------------------------------------
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(optimizer, params, device, lr=lr, weight_decay=weight_decay, momentum=momentum)
-    steps_per_epoch = math.ceil(len(train_split) / batch_size)
-    total_steps = epochs * steps_per_epoch
-    warmup_steps = int(round(warmup_epochs * steps_per_epoch))
-
-    config = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": optimizer,
-              "weight_decay": weight_decay, "schedule": schedule, "warmup_epochs": warmup_epochs,
-              "augment": augment, "seed": seed, "device": str(device), "amp": use_amp,
-              "fused_optimizer": bool(opt.defaults.get("fused")),
-              "channels_last": use_cl, **objective.describe()}
-    history = History(config=config)
-    start_epoch = 0
-    if resume_from is not None:
-        state = ckpt.load_training_state(resume_from, model=model, optimizer=opt, objective=objective)
-        if state["config"].get("seed") != seed or state["config"].get("epochs") != epochs:
-            raise ParameterError(
-                f"resume_from={str(resume_from)!r} was saved with seed={state['config'].get('seed')} and "
-                f"epochs={state['config'].get('epochs')}; resume with the same values (got seed={seed}, "
-                f"epochs={epochs}).")
-        history.records = state["records"]
-        start_epoch = len(history.records)
-
-    # --- teacher logits: cached once when inputs are not augmented, or per augmented view --
-    cached_teacher = None  # (N, K), or (N, V, K) with one row of logits per augmented view
-    views = train_split.num_views if augment else 1
-    if teacher_logits is not None:
-        if teacher is None:
-            raise ParameterError("teacher_logits was given without teacher=; pass the teacher they came from.")
-        expected = (len(train_split), student_k) if views == 1 else (len(train_split), views, student_k)
-        if tuple(teacher_logits.shape) != expected:
-            how = "predict_logits(teacher, ds.train)" if views == 1 else "view_logits(teacher, ds.train)"
-            raise ParameterError(f"teacher_logits has shape {tuple(teacher_logits.shape)}; with augment={augment} "
-                                 f"and this training split it must be {expected}, from kdlab.train.{how}.")
-        cached_teacher = teacher_logits.to(device=device, dtype=torch.float32)
-        config["teacher_logits"] = "given"
-    elif teacher is not None:
-        fits = len(train_split) * views * student_k * 4 <= 2**30
-        use_cache = (views == 1) if not augment else (
-            views <= epochs and fits if teacher_cache is None else bool(teacher_cache))
-        if use_cache and views == 1:
-            cached_teacher = predict_logits(teacher, train_split, device=device, amp=use_amp)
-        elif use_cache:
-            cached_teacher = view_logits(teacher, train_split, device=device, amp=use_amp)
-        config["teacher_logits"] = "online" if cached_teacher is None else (
-            "cached" if views == 1 else f"cached ({views} views)")
-    # Without augmentation every epoch would convert the same uint8 images to floats
-    # again; a small split (under 256 MiB as floats, e.g. all of MNIST) is converted once.
-    float_inputs = None
-    if not augment and train_split.x[:1].numel() * len(train_split) * 4 <= 256 * 2**20:
-        float_inputs = train_split.inputs()
-    forward = _compiled(model) if compile else model
-    aux_step = getattr(objective, "auxiliary_step", None)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=epochs, initial=start_epoch, desc="epochs", unit="epoch", leave=True)
-
-    last_good = copy.deepcopy(model.state_dict())
-    cudnn_before = torch.backends.cudnn.benchmark
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-    generator = torch.Generator(device=device)
-    step = start_epoch * steps_per_epoch
-    scope = contextlib.ExitStack()  # restored in the finally below, however training ends
-    scope.enter_context(devices.flush_denormals(device.type == "cpu"))
-    try:
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            generator.manual_seed(_seed_for(seed, epoch))
-            model.train()
-            # Per-batch statistics stay on the device, one row per batch (loss, correct, the
-            # objective's logs), written with a single copy and read once per epoch.
-            rows: torch.Tensor | None = None
-            log_keys: list[str] = []
-            sizes: list[int] = []
-            with torch.random.fork_rng(devices=[]) if device.type == "cpu" else nullcontext():
-                torch.manual_seed(_seed_for(seed, epoch))  # dropout draws from the global RNG
-                for batch_index, (x, y, idx, view) in enumerate(train_split.batches(
-                        batch_size, shuffle=True, augment=augment, generator=generator, return_views=True,
-                        normalized=float_inputs)):
-                    if use_cl:
-                        x = x.contiguous(memory_format=memory_format)
-                    lr_now = _lr_at(step, total_steps, lr, schedule, warmup_steps)
-                    for group in opt.param_groups:
-                        group["lr"] = lr_now
-                    teacher_logits = None
-                    if teacher is not None:
-                        if cached_teacher is not None:
-                            teacher_logits = cached_teacher[idx] if cached_teacher.dim() == 2 else cached_teacher[idx, view]
-                        else:
-                            with torch.no_grad(), autocast():
-                                teacher_logits = teacher(x).float()
-                    with autocast():
-                        logits = forward(x)
-                    loss, logs = objective(logits, y, teacher_logits, inputs=x)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    if aux_step is not None:
-                        aux_logs = aux_step(logits.detach(), y, teacher_logits, inputs=x)
-                        logs = {**logs, **(aux_logs or {})}
-                    step += 1
-                    sizes.append(y.shape[0])
-                    if rows is None:
-                        log_keys = list(logs)
-                        rows = torch.zeros(steps_per_epoch, 2 + len(log_keys), device=device)
-                    correct = (logits.detach().argmax(dim=1) == y).sum()
-                    rows[batch_index] = torch.stack([loss.detach().float(), correct.float(),
-                                                     *(logs[k].float() for k in log_keys)])
-            rows = rows[: len(sizes)]
-            non_finite = (~torch.isfinite(rows[:, 0])).nonzero()
-            if len(non_finite):
-                bad = int(non_finite[0])
-                model.load_state_dict(last_good)
-                raise NonFiniteLossError(
-                    f"the training loss became non-finite (NaN or inf) at epoch {epoch + 1}, batch {bad + 1}. "
-                    f"The model was restored to its last good weights (after epoch {epoch}). Try a smaller "
-                    f"learning rate (lr={lr:g})" + (f" or a moderate temperature (temperature={objective.temperature:g})"
-                                                   if hasattr(objective, "temperature") else "") + ".",
-                    epoch=epoch + 1, batch=bad + 1)
-            seen = sum(sizes)
-            weights = torch.tensor(sizes, device=device, dtype=torch.float32)
-            means = ((rows * weights[:, None]).sum(0) / seen).tolist()  # size-weighted epoch means
-            record = {"epoch": epoch + 1, "train_loss": means[0], "train_acc": float(rows[:, 1].sum()) / seen,
-                      "lr": lr_now}
-            record.update(zip(log_keys, means[2:]))
-            if val_split is not None and ((epoch + 1) % evaluate_every == 0 or epoch + 1 == epochs):
-                val_logits = predict_logits(model, val_split, device=device, amp=use_amp)
-                record["val_loss"] = float(torch.nn.functional.cross_entropy(val_logits, val_split.y))
-                record["val_acc"] = float((val_logits.argmax(1) == val_split.y).float().mean())
-            seconds = time.perf_counter() - t0
-            record["seconds"] = seconds
-            record["samples_per_s"] = seen / seconds
-            history.records.append(record)
-            last_good = _snapshot(model, last_good)
-            if checkpoint_path is not None:
-                ckpt.save_training_state(checkpoint_path, model=model, optimizer=opt, objective=objective,
-                                         records=history.records, config=config)
-            if bar is not None:
-                bar.set_postfix({k: round(record[k], 4) for k in ("train_loss", "val_acc") if k in record})
-                bar.update(1)
-            if callback is not None:
-                callback(record)
-    except KeyboardInterrupt:
-        # Keep what was learned: the weights of the last completed epoch and its history.
-        model.load_state_dict(last_good)
-        history.interrupted = True
-        print(f"Training interrupted; kept the weights after epoch {len(history.records)} of {epochs}.")
-    finally:
-        torch.backends.cudnn.benchmark = cudnn_before
-        scope.close()
-        if bar is not None:
-            bar.close()
-    model.eval()
-    return history
-
-
-def history_json(history: History) -> str:
-    """The history as JSON (for metrics files)."""
-    return json.dumps(history.to_dict(), indent=2)
+def _validate(model: nn.Module, split: Split, device: torch.device, amp: bool) -> dict:
+    logits = inference.predict_logits(model, split, device=device, amp=amp)  # (N, K)
+    return {"val_loss": float(torch.nn.functional.cross_entropy(logits, split.y)),
+            "val_acc": float((logits.argmax(1) == split.y).float().mean())}

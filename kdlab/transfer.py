@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from . import validate
-from .data import Split
+from .data import Split, stratified_indices  # noqa: F401 - one sampler, also offered here for notebook 05
 from .errors import ParameterError, ParameterTypeError
 
 
@@ -60,28 +60,6 @@ def _classes(classes: int | Iterable[int], name: str = "classes") -> list[int]:
 
 
 # --- subsets ----------------------------------------------------------------------------------
-
-def stratified_indices(labels: torch.Tensor | np.ndarray | Sequence[int], fraction: float,
-                       seed: int = 0) -> torch.Tensor:
-    """Indices of a stratified random subset: ``max(1, round(fraction * n_c))`` examples of
-    every class c, drawn without replacement with ``seed``. Sorted, int64, on the CPU.
-
-    Every class keeps at least one example, so even a 1% subset of a small split
-    covers all classes (stratifying keeps the class balance of the full split).
-    """
-    y = _labels(labels).cpu()
-    fraction = validate.real("fraction", fraction, low=0.0, high=1.0, low_open=True)
-    seed = validate.integer("seed", seed, low=0)
-    if len(y) == 0:
-        raise ParameterError("labels is empty; there is nothing to draw a subset from.")
-    gen = torch.Generator().manual_seed(seed)
-    chosen = []
-    for c in torch.unique(y).tolist():
-        members = (y == c).nonzero().flatten()
-        k = max(1, int(round(fraction * len(members))))
-        chosen.append(members[torch.randperm(len(members), generator=gen)[:k]])
-    return torch.cat(chosen).sort().values
-
 
 def stratified_fraction(split: Split, fraction: float, seed: int = 0) -> Split:
     """The split restricted to a stratified ``fraction`` of its examples (see

@@ -44,7 +44,7 @@ from .errors import ParameterError, ParameterTypeError
 METHODS = ("l1", "bn", "random")
 
 
-def _check_teacher(teacher) -> str:
+def _validate_teacher(teacher) -> str:
     """The teacher's kit model name (``"cnn"`` or ``"mlp"``), or a clear error."""
     if not isinstance(teacher, nn.Module):
         raise ParameterTypeError(f"teacher must be a torch.nn.Module, got {type(teacher).__name__}.")
@@ -86,7 +86,7 @@ def importance(teacher: nn.Module, method: str = "bn", *, seed: int = 0) -> dict
         ``{layer name: scores (units,)}`` on the CPU, in layer order: ``conv0 .. conv3, fc``
         for the CNN, ``hidden0 ..`` for an MLP. Higher means more important.
     """
-    kind = _check_teacher(teacher)
+    kind = _validate_teacher(teacher)
     validate.choice("method", method, METHODS)
     gen = torch.Generator().manual_seed(validate.integer("seed", seed, low=0))
     scores = {}
@@ -123,7 +123,7 @@ def _n_kept(keep: float, units: int) -> int:
     return max(1, int(round(keep * units)))
 
 
-def _check_keep(keep) -> float:
+def _validate_keep(keep) -> float:
     if isinstance(keep, bool) or not isinstance(keep, numbers.Real):
         raise ParameterTypeError(f"keep must be a number in (0, 1], the fraction of units to keep; got {keep!r}.")
     return validate.real("keep", keep, low=0.0, high=1.0, low_open=True)
@@ -147,8 +147,8 @@ def narrow_copy(teacher: nn.Module, keep: float = 0.5, *, method: str = "bn", se
         the teacher), on the teacher's device, in eval mode. BatchNorm running statistics are
         copied from the teacher; see :func:`recalibrate_bn` to re-estimate them.
     """
-    kind = _check_teacher(teacher)
-    keep = _check_keep(keep)
+    kind = _validate_teacher(teacher)
+    keep = _validate_keep(keep)
     scores = importance(teacher, method, seed=seed)
     spec = teacher.kdlab_spec
     kept = {name: top_units(s, _n_kept(keep, len(s))) for name, s in scores.items()}
@@ -210,11 +210,11 @@ def recalibrate_bn(model: nn.Module, split: Split, *, batch_size: int = 256, max
         bn.momentum = None  # cumulative average over all the batches seen
     model.train()
     try:
-        for i, (x, _, _) in enumerate(split.to(device).batches(batch_size)):
+        for i, batch in enumerate(split.to(device).batches(batch_size)):
             if max_batches is not None and i >= max_batches:
                 break
-            if len(x) > 1:
-                model(x)
+            if len(batch.x) > 1:  # BatchNorm in training mode needs two or more images
+                model(batch.x)
     finally:
         for bn, m in zip(bns, momenta):
             bn.momentum = m

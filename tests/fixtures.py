@@ -1,4 +1,5 @@
-"""Tiny datasets written in torchvision's real on-disk formats (idx files, CIFAR pickles)."""
+"""Test helpers: tiny datasets written in torchvision's real on-disk formats (idx files,
+CIFAR pickles), and objectives prepared over given teacher logits without a training run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,25 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+
+
+def prepared(make_objective, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None):
+    """``make_objective(teacher)`` for a :class:`kdlab.teacher.Teacher` that serves ``teacher_logits``
+    ``(B, K)`` as the precomputed logits of a split of B blank 2x2 images, prepared as ``fit``
+    prepares it. Returns the objective and a :class:`kdlab.data.Batch` of the whole split, in order."""
+    from kdlab.data import Batch, Split
+    from kdlab.teacher import Teacher
+
+    n, k = teacher_logits.shape
+    labels = torch.zeros(n, dtype=torch.long) if labels is None else labels
+    split = Split(torch.zeros(n, 1, 2, 2, dtype=torch.uint8), labels, torch.zeros(1), torch.ones(1))
+    teacher = Teacher(nn.Sequential(nn.Flatten(), nn.Linear(4, k)), logits=teacher_logits)
+    objective = make_objective(teacher)
+    objective.prepare(split, augment=False, epochs=1, device=torch.device("cpu"), amp=False, num_classes=k)
+    assert teacher.mode == "given"
+    return objective, Batch(split.inputs(), labels, torch.arange(n), torch.zeros(n, dtype=torch.long))
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:

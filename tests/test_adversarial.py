@@ -6,11 +6,16 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import kdlab
 from kdlab import adversarial
 from kdlab.adversarial import AdversarialDistillation, Discriminator, diagnose
 from kdlab.errors import ParameterError, ParameterTypeError
+
+from .fixtures import prepared
+
+STAND_IN = nn.Linear(4, 10)  # a teacher for objectives whose teacher never runs
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +67,11 @@ def test_discriminator_learns_to_separate_clearly_different_distributions(loss):
     y = torch.randint(0, 10, (64,), generator=gen)
     teacher_logits = 8.0 * F.one_hot(y, 10).float()  # confident and right
     student_logits = torch.randn(64, 10, generator=gen) * 0.1  # nearly uniform
-    obj = AdversarialDistillation(10, loss=loss, d_lr=1e-2, temperature=1.0, seed=0)
-    first = obj.auxiliary_step(student_logits, y, teacher_logits)
+    obj, batch = prepared(lambda t: AdversarialDistillation(t, 10, loss=loss, d_lr=1e-2, temperature=1.0, seed=0),
+                          teacher_logits, y)
+    first = obj.after_step(student_logits, batch)
     for _ in range(40):
-        logs = obj.auxiliary_step(student_logits, y, teacher_logits)
+        logs = obj.after_step(student_logits, batch)
     assert float(logs["d_acc_real"]) == 1.0 and float(logs["d_acc_fake"]) == 1.0, (loss, logs)
     assert float(logs["d_loss"]) < float(first["d_loss"])
 
@@ -90,8 +96,9 @@ def test_student_loss_leaves_the_discriminator_gradients_alone_and_combines_term
     gen = torch.Generator().manual_seed(1)
     s = torch.randn(8, 10, generator=gen, requires_grad=True)
     t, y = torch.randn(8, 10, generator=gen), torch.randint(0, 10, (8,), generator=gen)
-    obj = AdversarialDistillation(10, adv_weight=0.5, kd_weight=0.9, ce_weight=0.1)
-    loss, logs = obj(s, y, t)
+    obj, batch = prepared(lambda teacher: AdversarialDistillation(teacher, 10, adv_weight=0.5, kd_weight=0.9,
+                                                                  ce_weight=0.1), t, y)
+    loss, logs = obj(s, batch)
     loss.backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert all(p.grad is None for p in obj.discriminator.parameters())
@@ -100,8 +107,8 @@ def test_student_loss_leaves_the_discriminator_gradients_alone_and_combines_term
     torch.testing.assert_close(loss.detach(), expected.detach())
     assert all(v.dim() == 0 and not v.requires_grad for v in logs.values())
 
-    alone = AdversarialDistillation(10, kd_weight=0.0)  # adversarial alone: nothing but L_G
-    loss, logs = alone(s, y, t)
+    alone, batch = prepared(lambda teacher: AdversarialDistillation(teacher, 10, kd_weight=0.0), t, y)
+    loss, logs = alone(s, batch)  # adversarial alone: nothing but L_G
     torch.testing.assert_close(loss.detach(), logs["g_loss"])
 
 
@@ -109,26 +116,44 @@ def test_objective_trains_inside_fit_and_the_student_keeps_its_size(digits, teac
     small = dataclasses.replace(digits, train=digits.train.subset(range(200)))  # a tiny split
     student = _student(small)
     n_before = kdlab.models.count_params(student)
-    obj = AdversarialDistillation(10, kd_weight=0.5, condition="label+input", input_shape=small.input_shape,
-                                  input_pool=4, d_hidden=(16,))
+    obj = AdversarialDistillation(teacher, 10, kd_weight=0.5, condition="label+input",
+                                  input_shape=small.input_shape, input_pool=4, d_hidden=(16,))
     d_before = [p.detach().clone() for p in obj.discriminator.parameters()]
-    history = kdlab.train.fit(student, small, teacher=teacher, objective=obj, epochs=1, batch_size=64,
-                              device="cpu", progress=False)
+    history = kdlab.train.fit(student, small, objective=obj, epochs=1, batch_size=64, device="cpu", progress=False)
     rec = history.records[0]
     for key in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "d_acc", "kd", "ce"):
         assert key in rec and math.isfinite(rec[key]), key
     assert 0.0 <= rec["d_acc_real"] <= 1.0 and 0.0 <= rec["d_acc_fake"] <= 1.0
     assert history.config["objective"] == "AdversarialDistillation" and history.config["loss"] == "bce"
+    assert history.config["teacher_logits"] == "cached"
     assert kdlab.models.count_params(student) == n_before  # the discriminator is not part of the student
     assert not any("discriminator" in name for name, _ in student.named_parameters())
     assert obj._optimizer is not None  # created lazily, after fit moved the objective
     assert any(not torch.equal(a, b) for a, b in zip(d_before, obj.discriminator.parameters()))
 
 
-def test_fit_rejects_the_objective_without_a_teacher(digits):
-    with pytest.raises(ParameterError, match="teacher"):
-        kdlab.train.fit(_student(digits), digits, objective=AdversarialDistillation(10), epochs=1,
+def test_the_objective_needs_its_own_teacher(digits, teacher):
+    with pytest.raises(ParameterTypeError, match="teacher must be a torch.nn.Module"):
+        AdversarialDistillation(None, 10)
+    with pytest.raises(TypeError):
+        AdversarialDistillation(10)  # the old signature: num_classes first, the teacher given to fit
+    with pytest.raises(ParameterError, match="either teacher=.*or objective="):
+        kdlab.train.fit(_student(digits), digits, teacher=teacher, objective=AdversarialDistillation(teacher, 10),
+                        epochs=1, device="cpu", progress=False)
+
+
+def test_forward_and_after_step_look_the_teacher_up_once_per_batch(digits, teacher):
+    obj = AdversarialDistillation(kdlab.teacher.Teacher(teacher, cache=False), 10)
+    runs = []
+    hook = teacher.register_forward_hook(lambda module, inputs, output: runs.append(len(inputs[0])))
+    try:
+        kdlab.train.fit(_student(digits), digits, objective=obj, epochs=1, batch_size=256, augment=True,
                         device="cpu", progress=False)
+    finally:
+        hook.remove()
+    assert obj.teacher.mode == "online"
+    steps = math.ceil(len(digits.train) / 256)
+    assert len([n for n in runs if n > 2]) == steps  # one teacher pass per batch (the 2-image shape probe aside)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -145,7 +170,7 @@ def test_fit_rejects_the_objective_without_a_teacher(digits):
 ])
 def test_bad_parameters_raise_clear_errors(kwargs, match):
     with pytest.raises((ParameterError, ParameterTypeError), match=match):
-        AdversarialDistillation(10, **kwargs)
+        AdversarialDistillation(STAND_IN, 10, **kwargs)
 
 
 # --- diagnose ------------------------------------------------------------------------------------
@@ -172,9 +197,8 @@ def test_diagnose_flags_synthetic_failures_and_passes_a_calm_run():
 
 
 def test_diagnose_reads_a_real_history_and_rejects_others(digits, teacher):
-    obj = AdversarialDistillation(10)
-    history = kdlab.train.fit(_student(digits), digits, teacher=teacher, objective=obj, epochs=1, device="cpu",
-                              progress=False)
+    obj = AdversarialDistillation(teacher, 10)
+    history = kdlab.train.fit(_student(digits), digits, objective=obj, epochs=1, device="cpu", progress=False)
     assert diagnose(history).verdict in adversarial.VERDICTS
     assert diagnose(history.to_dict()).verdict == diagnose(history).verdict
     plain = kdlab.train.fit(_student(digits), digits, epochs=1, device="cpu", progress=False)

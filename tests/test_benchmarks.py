@@ -21,8 +21,32 @@ def test_distill_overhead_quick():
     import distill_overhead
 
     out = distill_overhead.main(["--quick"])
-    assert "KD, cached teacher logits" in out and "per-view logit cache" in out and "| KD fused |" in out
+    assert "KD, cached teacher logits" in out and "per-augmentation logit cache" in out
+    assert "| KD, objectives.Distillation (fit's path) |" in out and "| soft term alone, losses.kd_loss |" in out
     assert "default AdamW step" in out
+
+
+@pytest.mark.slow
+def test_kd_overhead_quick():
+    import kd_overhead
+
+    out = kd_overhead.main(["--quick"])
+    assert "KD epoch ÷ CE epoch" in out and "| KD, cached teacher logits" in out and "Target ≤ 1.08" in out
+    assert "| cached |" in out  # the Teacher computed its cache once and served it
+
+
+@pytest.mark.slow
+def test_distill_overhead_default_adamw_builds_the_default_step():
+    import torch
+
+    import distill_overhead
+    import kdlab
+
+    model = torch.nn.Linear(3, 2)
+    with distill_overhead.default_adamw():
+        opt = kdlab.train.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.0)
+    assert not opt.defaults.get("fused") and not opt.defaults.get("foreach")
+    assert kdlab.train.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.0).defaults.get("fused")
 
 
 @pytest.mark.slow
@@ -81,4 +105,4 @@ def test_kd_attribution_quick():
     import kd_attribution
 
     out = kd_attribution.main(["--quick"])
-    assert "| CE + lookup |" in out and "| KD |" in out
+    assert "| CE + lookup |" in out and "| KD forward, CE gradient |" in out and "| KD |" in out

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kdlab import cli, runs
+from kdlab import cli, runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NB04 = ROOT / "notebooks" / "04_student_comparison.ipynb"
@@ -54,15 +54,15 @@ def test_sweep_of_notebook_04_on_digits_gives_four_rows(tmp_path):
     assert {(r["temperature"], r["seed"]) for r in rows} == {("1.0", "0"), ("1.0", "1"), ("4.0", "0"), ("4.0", "1")}
     assert all(float(r["distilled_accuracy"]) >= 0 for r in rows)
     assert (folder / "summary.png").exists()
-    md, html = runs.report(folder)
+    md, html = runner.report(folder)
     assert "distilled_accuracy by temperature" in md.read_text() and html.exists()
 
 
 def test_parallel_points_share_the_cores_out():
-    assert runs.threads_per_job(2, cores=2) == 1
-    assert runs.threads_per_job(2, cores=16) == 8
-    assert runs.threads_per_job(3, cores=16) == 5
-    assert runs.threads_per_job(8, cores=2) == 1  # never 0 threads
+    assert runner.threads_per_job(2, cores=2) == 1
+    assert runner.threads_per_job(2, cores=16) == 8
+    assert runner.threads_per_job(3, cores=16) == 5
+    assert runner.threads_per_job(8, cores=2) == 1  # never 0 threads
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def no_thread_settings(monkeypatch):
     """No thread-count variables in the environment, restored (or removed) afterwards. A
     plain delenv of an unset variable records nothing, so what _share_cores writes would
     leak into every later notebook kernel of the test session."""
-    for name in runs.THREAD_VARIABLES:
+    for name in runner.THREAD_VARIABLES:
         monkeypatch.setenv(name, "x")
         monkeypatch.delenv(name)
 
@@ -82,14 +82,14 @@ def test_parallel_sweep_kernels_get_their_share_of_threads(tmp_path, no_thread_s
     folder = next((tmp_path / "runs").glob("sweep-99_fixture-*"))
     threads = {json.loads((folder / f"seed={s}" / "metrics.json").read_text())["omp_threads"] for s in (1, 2)}
     # The first point runs alone with every core; the two after it run side by side, a share each.
-    assert threads == {str(runs.threads_per_job(2))}
+    assert threads == {str(runner.threads_per_job(2))}
     first = json.loads((folder / "seed=0" / "metrics.json").read_text())["omp_threads"]
     assert first == ""
 
 
 def test_a_thread_count_the_user_set_is_kept(no_thread_settings, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    runs._share_cores(1)
+    runner._share_cores(1)
     assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["MKL_NUM_THREADS"] == "1"
 
 
@@ -149,8 +149,36 @@ def test_run_makes_a_new_folder_each_time(tmp_path):
     metrics = json.loads((folders[0] / "99_fixture" / "metrics.json").read_text())
     assert metrics["smoke"] is True
     assert (folders[0] / "99_fixture.ipynb").exists()
-    md, _ = runs.report(folders[0])
+    md, _ = runner.report(folders[0])
     assert "99_fixture.ipynb" in md.read_text()
+
+
+@pytest.mark.slow
+def test_kdlab_smoke_on_is_recorded_as_smoke(tmp_path, monkeypatch):
+    # The notebooks and run.json read KDLAB_SMOKE through one function, so they cannot disagree.
+    monkeypatch.setenv("KDLAB_SMOKE", "on")
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["run", str(nb), "--out", str(tmp_path / "runs")]) == 0
+    folder = next((tmp_path / "runs").glob("run-*"))
+    assert json.loads((folder / "run.json").read_text())["smoke"] is True
+    assert json.loads((folder / "99_fixture" / "metrics.json").read_text())["smoke"] is True
+
+
+def test_unreadable_kdlab_smoke_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KDLAB_SMOKE", "maybe")
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["run", str(nb), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "KDLAB_SMOKE='maybe'" in err and "on" in err and "off" in err
+    assert not list(tmp_path.glob("run-*"))
+
+
+@pytest.mark.slow
+def test_run_without_out_goes_to_kdlab_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLAB_RUNS", str(tmp_path / "elsewhere"))
+    nb = fixture_notebook(tmp_path)
+    assert cli.main(["run", str(nb)]) == 0
+    assert len(list((tmp_path / "elsewhere").glob("run-*/99_fixture/metrics.json"))) == 1
 
 
 def test_list_shows_parameters(capsys):

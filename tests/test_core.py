@@ -59,10 +59,12 @@ def test_normalisation_uses_train_statistics(mnist5k):
 def test_shuffled_batches_cover_every_index_once_and_line_up(digits):
     g = torch.Generator().manual_seed(0)
     seen = []
-    for x, y, idx in digits.train.batches(100, shuffle=True, generator=g):
-        torch.testing.assert_close(x, digits.train.inputs(idx))
-        assert torch.equal(y, digits.train.y[idx])
-        seen.append(idx)
+    for batch in digits.train.batches(100, shuffle=True, generator=g):
+        assert isinstance(batch, kdlab.data.Batch)
+        torch.testing.assert_close(batch.x, digits.train.inputs(batch.idx))
+        assert torch.equal(batch.y, digits.train.y[batch.idx])
+        assert torch.equal(batch.aug, torch.zeros_like(batch.idx))  # no augmentation asked for
+        seen.append(batch.idx)
     seen = torch.cat(seen)
     assert sorted(seen.tolist()) == list(range(len(digits.train)))
     assert seen.tolist() != list(range(len(digits.train)))
@@ -82,18 +84,30 @@ def test_random_shift_is_a_translation():
 def test_crop_flip_views_are_shifted_or_mirrored_copies():
     x = torch.arange(3 * 32 * 32, dtype=torch.float32).remainder(251).to(torch.uint8).view(1, 3, 32, 32).repeat(400, 1, 1, 1)
     split = kdlab.data.Split(x, torch.zeros(400, dtype=torch.long), torch.zeros(3), torch.ones(3),
-                             augment="crop_flip", max_shift=4)
-    assert split.num_views == 81 * 2
-    out, views = split.augment_batch(x, torch.Generator().manual_seed(0))
-    flipped = views >= 81
+                             augmentation="crop_flip", max_shift=4)
+    assert split.num_augmentations == 81 * 2
+    out, aug = split.apply_augmentation(x, torch.Generator().manual_seed(0))
+    flipped = aug >= 81
     assert 100 < int(flipped.sum()) < 300
-    # Re-applying the recorded views reproduces the batch exactly.
-    again, _ = split.augment_batch(x, None, views=views)
-    assert torch.equal(out, again)
+    # Re-applying the recorded augmentations reproduces the batch exactly.
+    again, same = split.apply_augmentation(x, aug=aug)
+    assert torch.equal(out, again) and torch.equal(same, aug)
     centre = torch.full((400,), 40)  # offset (4, 4): no shift
-    plain, _ = split.augment_batch(x, None, views=centre)
-    mirrored, _ = split.augment_batch(x, None, views=centre + 81)
+    plain, _ = split.apply_augmentation(x, aug=centre)
+    mirrored, _ = split.apply_augmentation(x, aug=centre + 81)
     assert torch.equal(plain, x) and torch.equal(mirrored, x.flip(-1))
+
+
+def test_augmented_batches_record_the_augmentation_each_image_got(digits):
+    split = digits.train
+    assert split.augmentation == "shift" and split.num_augmentations == 9  # 1-pixel shifts of 8x8 digits
+    g = torch.Generator().manual_seed(0)
+    batches = list(split.batches(500, shuffle=True, augment=True, generator=g))
+    for batch in batches:
+        shifted, _ = split.apply_augmentation(split.x[batch.idx], aug=batch.aug)
+        torch.testing.assert_close(batch.x, split.normalize(shifted))
+    augs = torch.cat([b.aug for b in batches])
+    assert set(augs.tolist()) == set(range(9))
 
 
 def test_subset_by_mask_and_indices(digits):
@@ -107,32 +121,37 @@ def test_subset_by_mask_and_indices(digits):
 # --- the training loop ------------------------------------------------------------------
 
 class RecordingObjective(objectives.Objective):
-    """Distillation that records whether each batch's teacher logits match teacher(inputs)."""
-
-    uses_teacher = True
+    """Distillation that records whether each batch's teacher logits match teacher(batch.x)."""
 
     def __init__(self, teacher):
         super().__init__()
-        self.teacher = [teacher]  # a list, so the teacher is not registered as a submodule
+        self.teacher = objectives.as_teacher(teacher)
         self.max_error = 0.0
         self.calls = 0
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
+    def forward(self, student_logits, batch):
+        teacher_logits = self.teacher.logits(batch)
         with torch.no_grad():
-            direct = self.teacher[0](inputs)
+            direct = self.teacher.model(batch.x)
         self.max_error = max(self.max_error, (direct - teacher_logits).abs().max().item())
         self.calls += 1
         return kdlab.losses.kd_loss(student_logits, teacher_logits, 2.0), {}
 
 
-@pytest.mark.parametrize("augment", [False, True])
-def test_teacher_logits_stay_aligned_with_shuffled_and_augmented_batches(digits, augment):
+@pytest.mark.parametrize("augment,cache,mode", [(False, None, "cached"), (True, True, "cached per augmentation"),
+                                                (True, False, "online"), (True, "given", "given")])
+def test_teacher_logits_stay_aligned_with_shuffled_and_augmented_batches(digits, augment, cache, mode):
     # A teacher whose logits identify the input: any misalignment shows up as a large error.
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    student = tiny_mlp(digits)
+    if cache == "given":
+        given = kdlab.inference.predict_augmented_logits(teacher, digits.train)  # (N, A, K)
+        teacher = kdlab.teacher.Teacher(teacher, logits=given)
+    else:
+        teacher = kdlab.teacher.Teacher(teacher, cache=cache)
     objective = RecordingObjective(teacher)
-    kdlab.train.fit(student, digits, teacher=teacher, objective=objective, epochs=2, batch_size=64,
-                    augment=augment, progress=False)
+    history = kdlab.train.fit(tiny_mlp(digits), digits, objective=objective, epochs=2, batch_size=64,
+                              augment=augment, progress=False)
+    assert teacher.mode == mode and history.config["objective"] == "RecordingObjective"
     assert objective.calls == 2 * int(np.ceil(len(digits.train) / 64))
     assert objective.max_error < 1e-4
 
@@ -150,16 +169,22 @@ def test_fit_learns_and_reports_history(digits):
 def test_fit_uses_the_fused_optimizer_step_and_it_matches_the_default_one(digits, optimizer, monkeypatch):
     # The fused step is an implementation detail: the same update rule as torch's
     # default step, so the trained weights agree up to float rounding.
+    config = kdlab.train.TrainConfig(optimizer=optimizer)
     fused_model = tiny_mlp(digits)
-    history = kdlab.train.fit(fused_model, digits, epochs=2, batch_size=64, optimizer=optimizer, lr=1e-2,
-                              progress=False)
-    assert history.config["fused_optimizer"] is True
-    make = kdlab.train._make_optimizer
-    monkeypatch.setattr(kdlab.train, "_make_optimizer",
-                        lambda name, params, device, **kw: make(name, params, torch.device("meta"), **kw))
+    history = kdlab.train.fit(fused_model, digits, epochs=2, batch_size=64, lr=1e-2, progress=False, config=config)
+    assert history.config["fused_optimizer"] is True and history.config["optimizer"] == optimizer
+    # A torch build without the fused kernel: make_optimizer falls back to the default step.
+    cls = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
+
+    class NoFusedKernel(cls):
+        def __init__(self, *args, fused=None, **kwargs):
+            if fused:
+                raise RuntimeError("fused kernel not built")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, cls.__name__, NoFusedKernel)
     default_model = tiny_mlp(digits)
-    history = kdlab.train.fit(default_model, digits, epochs=2, batch_size=64, optimizer=optimizer, lr=1e-2,
-                              progress=False)
+    history = kdlab.train.fit(default_model, digits, epochs=2, batch_size=64, lr=1e-2, progress=False, config=config)
     assert history.config["fused_optimizer"] is False
     for a, b in zip(fused_model.parameters(), default_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
@@ -169,7 +194,7 @@ def test_fit_flushes_denormals_while_training_on_cpu_and_restores_the_setting(di
     seen = []
     assert not kdlab.devices.denormals_flushed()  # importing kdlab leaves this thread's floats alone
     kdlab.train.fit(tiny_mlp(digits), digits, epochs=2, device="cpu", progress=False,
-                    callback=lambda record: seen.append(kdlab.devices.denormals_flushed()))
+                    config=kdlab.train.TrainConfig(callback=lambda r: seen.append(kdlab.devices.denormals_flushed())))
     assert seen == [True, True]
     assert not kdlab.devices.denormals_flushed()
     torch.set_flush_denormal(True)  # and one who has it on keeps it on
@@ -180,15 +205,43 @@ def test_fit_flushes_denormals_while_training_on_cpu_and_restores_the_setting(di
         torch.set_flush_denormal(False)
 
 
-def test_importing_kdlab_makes_the_worker_threads_flush_denormals_unless_asked_not_to():
+def _big_denormal_product_is_flushed() -> bool:
+    # 4M elements: large enough that torch splits the multiplication over its worker threads,
+    # where the slow-down the flush prevents happened (each thread has its own FTZ/DAZ flags).
+    return bool((torch.full((1 << 22,), 1e-39) * 1.0).eq(0).all())
+
+
+def test_fit_flushes_denormals_in_the_worker_threads_too_and_restores_them(digits):
+    class Probing(objectives.CrossEntropy):
+        def __init__(self):
+            super().__init__()
+            self.flushed = []
+
+        def forward(self, student_logits, batch):
+            self.flushed.append(_big_denormal_product_is_flushed())
+            return super().forward(student_logits, batch)
+
+    assert not _big_denormal_product_is_flushed()  # importing kdlab left the worker threads alone
+    in_callback = []
+    objective = Probing()
+    kdlab.train.fit(tiny_mlp(digits), digits, objective=objective, epochs=2, batch_size=512, device="cpu",
+                    progress=False, config=kdlab.train.TrainConfig(
+                        callback=lambda r: in_callback.append(_big_denormal_product_is_flushed())))
+    assert objective.flushed and all(objective.flushed) and in_callback == [True, True]
+    assert not _big_denormal_product_is_flushed()  # the caller's setting is back, in every thread
+
+
+def test_importing_kdlab_leaves_denormals_alone():
+    import os
     import subprocess
     import sys
 
-    code = "import kdlab; print(kdlab.devices.WORKERS_FLUSH_DENORMALS, kdlab.devices.denormals_flushed())"
-    for env, expected in (({}, "True False"), ({"KDLAB_KEEP_DENORMALS": "1"}, "False False")):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**__import__("os").environ, **env})
-        assert out.stdout.strip() == expected, (env, out.stdout, out.stderr)
+    code = ("import torch, kdlab; print(kdlab.devices.denormals_flushed(), "
+            "bool((torch.full((1 << 22,), 1e-39) * 1.0).eq(0).all()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "KDLAB_KEEP_DENORMALS": ""})
+    assert out.stdout.strip() == "False False", (out.stdout, out.stderr)
+    assert not hasattr(kdlab.devices, "flush_denormals_in_workers")
 
 
 def test_any_module_can_be_student_and_teacher_and_the_teacher_stays_frozen(digits):
@@ -225,7 +278,8 @@ def test_objective_extension_point(digits):
             super().__init__()
             self.aux_calls = 0
 
-        def auxiliary_step(self, student_logits, targets, teacher_logits, *, inputs=None):
+        def after_step(self, student_logits, batch):
+            assert isinstance(batch, kdlab.data.Batch) and not student_logits.requires_grad
             self.aux_calls += 1
             return {"aux": torch.tensor(1.0)}
 
@@ -237,14 +291,17 @@ def test_objective_extension_point(digits):
 
 
 def test_lr_schedules():
-    from kdlab.train import _lr_at
+    from kdlab.train import TrainConfig, _lr_at
 
-    assert _lr_at(0, 100, 1.0, "cosine", 0) == pytest.approx(1.0)
-    assert _lr_at(50, 100, 1.0, "cosine", 0) == pytest.approx(0.5)
-    assert _lr_at(9, 100, 1.0, "cosine", 10) == pytest.approx(1.0)
-    assert _lr_at(0, 100, 1.0, "cosine", 10) == pytest.approx(0.1)
-    assert _lr_at(99, 100, 1.0, "constant", 0) == 1.0
-    assert max(_lr_at(s, 100, 1.0, "onecycle", 0) for s in range(100)) == pytest.approx(1.0)
+    cosine, warm = TrainConfig(schedule="cosine"), TrainConfig(schedule="cosine", warmup_epochs=1.0)
+    assert _lr_at(0, 100, 1.0, cosine, 10) == pytest.approx(1.0)
+    assert _lr_at(50, 100, 1.0, cosine, 10) == pytest.approx(0.5)
+    assert _lr_at(9, 100, 1.0, warm, 10) == pytest.approx(1.0)  # one epoch of 10 steps warms up
+    assert _lr_at(0, 100, 1.0, warm, 10) == pytest.approx(0.1)
+    assert _lr_at(0, 100, 1.0, TrainConfig(schedule="cosine", warmup_epochs=0.5), 10) == pytest.approx(0.2)
+    assert _lr_at(99, 100, 1.0, TrainConfig(schedule="constant"), 10) == 1.0
+    onecycle = TrainConfig(schedule="onecycle")
+    assert max(_lr_at(s, 100, 1.0, onecycle, 10) for s in range(100)) == pytest.approx(1.0)
 
 
 def test_auto_device_honours_environment(monkeypatch):
@@ -335,31 +392,12 @@ def test_custom_modules_need_model_to_load(digits, tmp_path):
 
 def test_compressed_size_shrinks_for_sparse_weights(digits):
     model = tiny_mlp(digits, hidden=(256,))
-    dense = kdlab.checkpoint.file_size(model, compressed=True)
+    dense = kdlab.compress.saved_size(model, "gzip")
     with torch.no_grad():
         for p in model.parameters():
             p.mul_((torch.rand_like(p) < 0.1).float())
-    assert kdlab.checkpoint.file_size(model, compressed=True) < 0.5 * dense
-    assert kdlab.checkpoint.file_size(model) == pytest.approx(kdlab.checkpoint.file_size(tiny_mlp(digits, hidden=(256,))), rel=0.01)
-
-
-def test_precomputed_view_logits_equal_the_online_teacher(digits):
-    teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    cache = kdlab.train.view_logits(teacher, digits.train)
-    assert cache.shape == (len(digits.train), digits.train.num_views, 10)
-    runs = {}
-    for mode, kwargs in (("online", {"teacher_cache": False}), ("auto", {}), ("given", {"teacher_logits": cache})):
-        model = tiny_mlp(digits)
-        history = kdlab.train.fit(model, digits, teacher=teacher, epochs=9, augment=True, progress=False, **kwargs)
-        runs[mode] = (history, model)
-    assert runs["online"][0].config["teacher_logits"] == "online"
-    assert runs["auto"][0].config["teacher_logits"] == "cached (9 views)"  # 9 views <= 9 epochs: cheaper cached
-    assert runs["given"][0].config["teacher_logits"] == "given"
-    for mode in ("auto", "given"):
-        for a, b in zip(runs["online"][0]["train_loss"], runs[mode][0]["train_loss"]):
-            assert a == pytest.approx(b, rel=1e-4)
-    with pytest.raises(ValueError, match="view_logits"):
-        kdlab.train.fit(tiny_mlp(digits), digits, teacher=teacher, augment=True, teacher_logits=cache[:, 0])
+    assert kdlab.compress.saved_size(model, "gzip") < 0.5 * dense
+    assert kdlab.compress.saved_size(model) == kdlab.compress.saved_size(tiny_mlp(digits, hidden=(256,)))
 
 
 def test_compile_falls_back_to_eager_when_it_fails(digits, monkeypatch):
@@ -370,7 +408,8 @@ def test_compile_falls_back_to_eager_when_it_fails(digits, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken)
     with pytest.warns(UserWarning, match="training in eager mode"):
-        history = kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, compile=True, progress=False)
+        history = kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, progress=False,
+                                  config=kdlab.train.TrainConfig(compile=True))
     assert len(history) == 1 and np.isfinite(history["train_loss"][0])
 
 
@@ -389,11 +428,12 @@ def test_evaluating_a_cnn_leaves_its_memory_format_and_gives_the_nchw_logits(dig
     model = small_cnn(digits).eval()
     with torch.no_grad():
         reference = model(digits.test.inputs())
-    logits = kdlab.train.predict_logits(model, digits.test)
+    logits = kdlab.inference.predict_logits(model, digits.test)
     torch.testing.assert_close(logits, reference, rtol=1e-4, atol=1e-5)
     assert not is_channels_last(model)
     # The weights converted for inference are ordinary tensors: the model still trains.
-    history = kdlab.train.fit(model, digits, epochs=1, progress=False, channels_last=False)
+    history = kdlab.train.fit(model, digits, epochs=1, progress=False,
+                              config=kdlab.train.TrainConfig(channels_last=False))
     assert np.isfinite(history.last["train_loss"])
 
 
@@ -401,7 +441,8 @@ def test_fit_trains_cnns_channels_last_where_that_pays_and_matches_nchw(digits):
     runs = {}
     for layout in (None, False):
         model = small_cnn(digits)
-        history = kdlab.train.fit(model, digits, epochs=2, progress=False, channels_last=layout)
+        history = kdlab.train.fit(model, digits, epochs=2, progress=False,
+                                  config=kdlab.train.TrainConfig(channels_last=layout))
         runs[layout] = (history, model)
     pays = kdlab.devices.channels_last_pays(torch.device("cpu"))
     assert runs[None][0].config["channels_last"] is pays and is_channels_last(runs[None][1]) is pays
@@ -425,15 +466,15 @@ def test_channels_last_pays_on_cuda_and_x86_cpus_only(monkeypatch):
 
 
 def test_inference_batch_size_depends_on_the_device():
-    assert kdlab.train.eval_batch_size(torch.device("cpu")) == 256
-    assert kdlab.train.eval_batch_size(torch.device("cuda")) == 1024
+    assert kdlab.inference.eval_batch_size(torch.device("cpu")) == 256
+    assert kdlab.inference.eval_batch_size(torch.device("cuda")) == 1024
 
 
 def test_evaluate_with_precomputed_teacher_logits_equals_evaluate_with_the_teacher(digits):
     student, teacher = tiny_mlp(digits, seed=0), tiny_mlp(digits, seed=1)
     direct = kdlab.metrics.evaluate(student, digits.test, teacher=teacher)
     cached = kdlab.metrics.evaluate(student, digits.test,
-                                    teacher_logits=kdlab.train.predict_logits(teacher, digits.test))
+                                    teacher_logits=kdlab.inference.predict_logits(teacher, digits.test))
     assert cached == direct
     with pytest.raises(ValueError, match="teacher_logits has shape"):
         kdlab.metrics.evaluate(student, digits.test, teacher_logits=torch.zeros(3, 10))
@@ -441,14 +482,17 @@ def test_evaluate_with_precomputed_teacher_logits_equals_evaluate_with_the_teach
 
 def test_amp_on_the_cpu_needs_native_bf16(digits, monkeypatch):
     cpu = torch.device("cpu")
-    assert kdlab.devices.check_amp(None, cpu) is False and kdlab.devices.check_amp(None, torch.device("cuda"))
+    assert kdlab.devices.resolve_amp(None, cpu) is False and kdlab.devices.resolve_amp(None, torch.device("cuda"))
     with pytest.raises(TypeError, match="amp must be True, False or None"):
-        kdlab.devices.check_amp("yes", cpu)
+        kdlab.devices.resolve_amp("yes", cpu)
     with pytest.raises(ValueError, match="amp=True is supported on CUDA"):
-        kdlab.devices.check_amp(True, torch.device("mps"))
+        kdlab.devices.resolve_amp(True, torch.device("mps"))
     monkeypatch.setattr(kdlab.devices, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ValueError, match="amp=True on the CPU needs native bf16"):
-        kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, amp=True, device="cpu", progress=False)
+        kdlab.train.fit(tiny_mlp(digits), digits, epochs=1, device="cpu", progress=False,
+                        config=kdlab.train.TrainConfig(amp=True))
+    monkeypatch.setattr(kdlab.devices, "cpu_has_native_bf16", lambda: True)
+    assert kdlab.devices.resolve_amp(True, cpu) is True
 
 
 @pytest.mark.skipif(not kdlab.devices.cpu_has_native_bf16(), reason="needs a CPU with native bf16 (AMX, AVX512-BF16)")
@@ -456,8 +500,9 @@ def test_bf16_training_on_the_cpu_matches_float32_closely(digits):
     runs = {}
     for amp in (False, True):
         model = small_cnn(digits)
-        runs[amp] = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, amp=amp, device="cpu", progress=False)
-        runs[amp, "logits"] = kdlab.train.predict_logits(model, digits.test, amp=amp)
+        runs[amp] = kdlab.train.fit(model, digits, epochs=3, lr=3e-3, device="cpu", progress=False,
+                                    config=kdlab.train.TrainConfig(amp=amp))
+        runs[amp, "logits"] = kdlab.inference.predict_logits(model, digits.test, amp=amp)
     assert runs[True].config["amp"] is True and runs[False].config["amp"] is False
     assert runs[True, "logits"].dtype == torch.float32
     for a, b in zip(runs[False]["train_loss"], runs[True]["train_loss"]):

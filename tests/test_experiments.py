@@ -83,9 +83,9 @@ class _NaNFromEpoch2(kdlab.objectives.CrossEntropy):
         super().__init__()
         self.calls, self.steps = 0, steps_per_epoch
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
+    def forward(self, student_logits, batch):
         self.calls += 1
-        loss, logs = super().forward(student_logits, targets, teacher_logits, inputs=inputs)
+        loss, logs = super().forward(student_logits, batch)
         return (loss * float("nan") if self.calls > self.steps else loss), logs
 
 
@@ -113,6 +113,51 @@ def test_run_seeds_with_a_teacher_distils_and_reports_fidelity(digits):
         assert 0.0 <= row["agreement"] <= 1.0 and row["kl_to_teacher"] >= 0.0
     # evaluate_with_teacher measures fidelity without distilling; teacher= distils (a different student).
     assert kd[0]["nll"] != plain[0]["nll"]
+    with pytest.raises(kdlab.errors.ParameterError, match="temperature= is only used with teacher="):
+        run_seeds(make_mlp(digits), digits, [0], temperature=2.0, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def teacher(digits):
+    model = make_mlp(digits, hidden=(64,))(7)
+    kdlab.train.fit(model, digits, epochs=2, batch_size=128, progress=False)
+    return model.eval()
+
+
+def _count_teacher_passes(monkeypatch, teacher):
+    """Count kdlab.inference.predict_logits calls that run ``teacher`` on the training split."""
+    real, calls = kdlab.inference.predict_logits, []
+
+    def spy(model, split, **kwargs):
+        if model is teacher and split.name == "train":
+            calls.append(len(split))
+        return real(model, split, **kwargs)
+
+    monkeypatch.setattr(kdlab.inference, "predict_logits", spy)
+    return calls
+
+
+def test_run_seeds_with_a_teacher_computes_its_logits_once_for_all_seeds(digits, teacher, monkeypatch):
+    calls = _count_teacher_passes(monkeypatch, teacher)
+    rows = run_seeds(make_mlp(digits), digits, [0, 1, 2], teacher=teacher, temperature=2.0, alpha=0.5, epochs=1,
+                     batch_size=256, keep_history=True)
+    assert calls == [len(digits.train)]
+    assert len(rows) == 3 and all("kd" in row["records"][0] for row in rows)
+
+
+def test_run_seeds_shares_one_objective_and_takes_precomputed_logits_through_it(digits, teacher, monkeypatch):
+    logits = kdlab.inference.predict_logits(teacher, digits.train)
+    calls = _count_teacher_passes(monkeypatch, teacher)
+    shared = kdlab.objectives.Distillation(kdlab.teacher.Teacher(teacher, logits=logits), 4.0, 0.9)
+    given = run_seeds(make_mlp(digits), digits, [0, 1], objective=shared, evaluate_with_teacher=teacher, epochs=1,
+                      batch_size=256)
+    assert calls == []  # the given logits are used; the teacher never runs on the training split
+    cached = run_seeds(make_mlp(digits), digits, [0, 1], teacher=teacher, temperature=4.0, alpha=0.9, epochs=1,
+                       batch_size=256)
+    for a, b in zip(given, cached):
+        assert a["nll"] == pytest.approx(b["nll"], rel=1e-5) and a["agreement"] == b["agreement"]
+    with pytest.raises(TypeError, match="teacher_logits"):  # removed: pass objective=Distillation(Teacher(...))
+        run_seeds(make_mlp(digits), digits, [0], teacher=teacher, teacher_logits=logits, epochs=1)
 
 
 # --- tidying -----------------------------------------------------------------------------

@@ -9,7 +9,15 @@ import torch
 
 import kdlab
 import kdlab.interpretable as it
+from kdlab.data import Batch
 from kdlab.errors import ParameterError, ParameterTypeError
+
+from .fixtures import prepared
+
+
+def batch_of(x, y):
+    n = len(y)
+    return Batch(x, y, torch.arange(n), torch.zeros(n, dtype=torch.long))
 
 
 def make_tree(depth=3, k=4, shape=(1, 4, 4), seed=0, beta=1.0):
@@ -87,7 +95,7 @@ def test_tree_learns_a_separable_problem():
     objective = it.BalancedTree(tree, strength=0.01)
     opt = torch.optim.Adam(tree.parameters(), lr=0.1)
     for _ in range(80):
-        loss, logs = objective(tree(x), y)
+        loss, logs = objective(tree(x), batch_of(x, y))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -107,13 +115,26 @@ def test_fit_trains_the_tree_through_the_one_loop():
 
 def test_distillation_base_uses_teacher():
     tree = make_tree()
-    obj = it.BalancedTree(tree, kdlab.objectives.Distillation(temperature=2.0, alpha=0.5), strength=0.0)
-    assert obj.uses_teacher
     x, y = torch.randn(3, 1, 4, 4), torch.tensor([0, 1, 2])
+    t = torch.randn(3, 4)
+    obj, batch = prepared(lambda teacher: it.BalancedTree(
+        tree, kdlab.objectives.Distillation(teacher, temperature=2.0, alpha=0.5), strength=0.0), t, y)
+    assert obj.teacher is obj.base.teacher and obj.teacher.mode == "given"  # prepare reached the base's teacher
     logits = tree(x)
-    loss, logs = obj(logits, y, torch.randn(3, 4))
+    loss, logs = obj(logits, batch._replace(x=x))
     assert {"kd", "ce", "balance"} <= set(logs) and torch.isfinite(loss)
+    torch.testing.assert_close(loss, kdlab.losses.distillation_loss(logits, t, y, 2.0, 0.5))  # strength 0
     assert obj.describe()["balance_strength"] == 0.0
+
+
+def test_a_distilled_balanced_tree_trains_inside_fit():
+    ds = kdlab.data.load("digits", seed=0)
+    teacher = kdlab.models.create("mlp", num_classes=10, input_shape=ds.input_shape, hidden=(32,), seed=1)
+    kdlab.train.fit(teacher, ds, epochs=1, lr=3e-3, progress=False)
+    tree = kdlab.models.create("soft_tree", num_classes=ds.num_classes, input_shape=ds.input_shape, depth=3, seed=0)
+    objective = it.BalancedTree(tree, kdlab.objectives.Distillation(teacher, temperature=2.0), strength=0.1)
+    history = kdlab.train.fit(tree, ds, objective=objective, epochs=1, lr=0.01, progress=False)
+    assert {"kd", "ce", "balance"} <= set(history.last) and history.config["teacher_logits"] == "cached"
 
 
 def test_decision_path_and_max_path():
@@ -137,7 +158,7 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ParameterTypeError, match="SoftDecisionTree"):
         it.BalancedTree(torch.nn.Linear(2, 2))
     with pytest.raises(ParameterError, match="forward pass"):
-        it.BalancedTree(make_tree())(torch.randn(2, 4), torch.tensor([0, 1]))
+        it.BalancedTree(make_tree())(torch.randn(2, 4), batch_of(torch.randn(2, 1, 4, 4), torch.tensor([0, 1])))
 
 
 def test_figures_draw():

@@ -27,6 +27,7 @@ def test_notebook_structure(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert "papermill" not in nb.metadata, f"{path.name} carries papermill's run record: run make clean-notebooks"
     cells = _parameters_cells(nb)
     assert len(cells) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     tree = ast.parse(cells[0].source)

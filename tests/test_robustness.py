@@ -3,6 +3,7 @@
 import copy
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -65,8 +66,74 @@ def test_model_built_for_the_wrong_dataset(digits, monkeypatch):
 def test_teacher_and_student_class_counts_differ(digits, monkeypatch):
     teacher = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))
     ExplodingFit(monkeypatch)
-    with pytest.raises(errors.IncompatibleModelError, match="teacher outputs 5 classes"):
+    with pytest.raises(errors.IncompatibleModelError, match="teacher Sequential outputs 5 logits.*10 classes"):
         kdlab.train.fit(mlp(digits), digits, teacher=teacher, epochs=1, progress=False)
+    with pytest.raises(errors.IncompatibleModelError, match="teacher Sequential outputs 5 logits.*10 classes"):
+        kdlab.train.fit(mlp(digits), digits, objective=objectives.TeacherHardLabels(teacher), epochs=1,
+                        progress=False)
+
+
+def test_a_model_with_too_few_outputs_is_refused_by_evaluate_and_predict_logits(digits):
+    five = nn.Sequential(nn.Flatten(), nn.Linear(64, 5))  # 5 outputs; digits has labels 0..9
+    for call in (lambda: kdlab.metrics.evaluate(five, digits.test),
+                 lambda: kdlab.inference.predict_logits(five, digits.test),
+                 lambda: kdlab.metrics.evaluate(mlp(digits), digits.test, logits=torch.zeros(len(digits.test), 5))):
+        with pytest.raises(errors.IncompatibleModelError, match=r"5 logits.*label 9") as info:
+            call()
+        assert isinstance(info.value, ValueError)
+        assert "num_classes" in str(info.value)
+
+
+def test_fit_takes_a_teacher_or_an_objective_not_both(digits, monkeypatch):
+    teacher = mlp(digits, seed=1)
+    ExplodingFit(monkeypatch)
+    for objective in (objectives.CrossEntropy(), objectives.Distillation(teacher)):
+        with pytest.raises(errors.ParameterError, match="either teacher=.*or objective="):
+            kdlab.train.fit(mlp(digits), digits, teacher=teacher, objective=objective, epochs=1, progress=False)
+
+
+def test_the_teacher_must_not_be_the_model_being_trained(digits, monkeypatch):
+    model = mlp(digits)
+    ExplodingFit(monkeypatch)
+    with pytest.raises(errors.ParameterError, match="same object as model"):
+        kdlab.train.fit(model, digits, teacher=model, epochs=1, progress=False)
+    with pytest.raises(errors.ParameterError, match="teacher is the model being trained"):
+        kdlab.train.fit(model, digits, objective=objectives.Distillation(model), epochs=1, progress=False)
+    with pytest.raises(TypeError, match="teacher must be a torch.nn.Module"):
+        objectives.Distillation(None)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"optimizer": "adam"}, ValueError, "optimizer.*'adamw'.*'sgd'"),
+    ({"schedule": "linear"}, ValueError, "schedule.*'cosine'"),
+    ({"evaluate_every": 0}, ValueError, "evaluate_every=0"),
+    ({"evaluate_every": 1.5}, TypeError, "evaluate_every"),
+    ({"amp": "yes"}, TypeError, "amp must be True, False or None"),
+    ({"channels_last": "auto"}, TypeError, "channels_last must be True, False or None"),
+    ({"compile": "no"}, TypeError, "compile must be True or False"),
+    ({"momentum": 1.0}, ValueError, "momentum=1.0"),
+    ({"warmup_epochs": -1}, ValueError, "warmup_epochs=-1"),
+    ({"callback": "print"}, TypeError, "callback must be callable"),
+])
+def test_bad_train_config_names_the_parameter(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        kdlab.train.TrainConfig(**kwargs)
+
+
+def test_fit_rejects_a_config_that_is_not_a_train_config(digits, monkeypatch):
+    ExplodingFit(monkeypatch)
+    with pytest.raises(TypeError, match="config"):
+        kdlab.train.fit(mlp(digits), digits, epochs=1, progress=False, config={"optimizer": "sgd"})
+    with pytest.raises(TypeError, match="optimizer"):
+        kdlab.train.fit(mlp(digits), digits, epochs=1, progress=False, optimizer="sgd")  # moved to TrainConfig
+
+
+def test_amp_on_a_cpu_without_bf16_is_refused_before_training(digits, monkeypatch):
+    ExplodingFit(monkeypatch)
+    monkeypatch.setattr(kdlab.devices, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(errors.ParameterError, match="amp=True on the CPU"):
+        kdlab.train.fit(mlp(digits), digits, epochs=1, device="cpu", progress=False,
+                        config=kdlab.train.TrainConfig(amp=True))
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -85,11 +152,35 @@ def test_bad_hyperparameters_are_rejected_before_training(digits, monkeypatch, k
 
 @pytest.mark.parametrize("T", [0.0, -2.0, float("nan"), float("inf")])
 def test_loss_functions_check_the_temperature(T):
+    with pytest.raises(ValueError, match="temperature"):
+        objectives.Distillation(nn.Linear(2, 3), temperature=T)  # checked once, when the objective is built
     z = torch.zeros(2, 3)
     for call in (lambda: kdlab.losses.kd_loss(z, z, T), lambda: kdlab.losses.soft_targets(z, T),
                  lambda: kdlab.losses.distillation_loss(z, z, torch.zeros(2, dtype=torch.long), T, 0.5)):
         with pytest.raises(ValueError, match="temperature"):
             call()
+
+
+@pytest.mark.parametrize("y", [[0, 10], [-1, 3]])
+def test_losses_refuse_labels_outside_the_classes_and_name_them(y):
+    s, t, y = torch.zeros(2, 10), torch.zeros(2, 10), torch.tensor(y)
+    with pytest.raises(errors.ParameterError, match=rf"labels from {int(y.min())} to {int(y.max())}.*0 to 9"):
+        kdlab.losses.distillation_loss(s, t, y, 4.0, 0.9)
+
+
+@pytest.mark.parametrize("shape", [(10,), (2, 3, 10), ()])
+def test_losses_refuse_logits_that_are_not_batch_by_classes_and_name_the_shape(shape):
+    bad, good, y = torch.zeros(shape), torch.zeros(2, 10), torch.zeros(2, dtype=torch.long)
+    shown = re.escape(str(tuple(shape)))
+    for call in (lambda: kdlab.losses.kd_loss(bad, good, 4.0), lambda: kdlab.losses.kd_loss(good, bad, 4.0),
+                 lambda: kdlab.losses.distillation_loss(bad, good, y, 4.0, 0.9),
+                 lambda: kdlab.losses.distillation_loss(good, bad, y, 4.0, 0.9)):
+        with pytest.raises(errors.ParameterError, match=rf"shape {shown}.*\(batch, classes\)"):
+            call()
+    with pytest.raises(errors.ParameterError, match=r"\(2, 10\).*\(2, 9\)"):
+        kdlab.losses.kd_loss(good, torch.zeros(2, 9), 4.0)
+    with pytest.raises(errors.ParameterError, match=r"targets.*\(2,\)"):
+        kdlab.losses.distillation_loss(good, good, torch.zeros(3, dtype=torch.long), 4.0, 0.9)
 
 
 def test_wrong_types_name_the_parameter(digits):
@@ -140,7 +231,7 @@ def test_file_that_is_not_a_kdlab_checkpoint(digits, tmp_path):
         kdlab.checkpoint.load(plain)
     state = tmp_path / "state.pt"
     model = mlp(digits)
-    kdlab.train.fit(model, digits, epochs=1, checkpoint_path=state, progress=False)
+    kdlab.train.fit(model, digits, epochs=1, progress=False, config=kdlab.train.TrainConfig(checkpoint_path=state))
     with pytest.raises(errors.CheckpointError, match="training_state"):
         kdlab.checkpoint.load(state)
 
@@ -155,9 +246,9 @@ class NaNAt(objectives.CrossEntropy):
         self.target = (epoch - 1) * steps_per_epoch + batch
         self.calls = 0
 
-    def forward(self, student_logits, targets, teacher_logits=None, *, inputs=None):
+    def forward(self, student_logits, batch):
         self.calls += 1
-        loss, logs = super().forward(student_logits, targets)
+        loss, logs = super().forward(student_logits, batch)
         return (loss * float("nan"), logs) if self.calls == self.target else (loss, logs)
 
 
@@ -167,9 +258,12 @@ def test_non_finite_loss_stops_with_where_and_keeps_last_good_weights(digits):
     snapshots = []
     with pytest.raises(errors.NonFiniteLossError) as info:
         kdlab.train.fit(model, digits, objective=NaNAt(2, 3, steps), epochs=3, lr=1e-3, progress=False,
-                        callback=lambda r: snapshots.append(copy.deepcopy(model.state_dict())))
+                        config=kdlab.train.TrainConfig(
+                            callback=lambda r: snapshots.append(copy.deepcopy(model.state_dict()))))
     err = info.value
     assert (err.epoch, err.batch) == (2, 3)
+    assert [r["epoch"] for r in err.history.records] == [1]  # the epochs that finished
+    assert math.isfinite(err.history.records[0]["train_loss"])
     assert "epoch 2, batch 3" in str(err) and "lr=" in str(err)
     assert len(snapshots) == 1
     assert all(torch.equal(v, snapshots[0][k]) for k, v in model.state_dict().items())
@@ -193,7 +287,8 @@ def test_keyboard_interrupt_after_an_epoch_returns_cleanly(digits):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
-    history = kdlab.train.fit(model, digits, epochs=4, progress=False, callback=stop_after_two)
+    history = kdlab.train.fit(model, digits, epochs=4, progress=False,
+                              config=kdlab.train.TrainConfig(callback=stop_after_two))
     assert history.interrupted and len(history) == 2
     assert all(torch.equal(v, snapshots[1][k]) for k, v in model.state_dict().items())
     more = kdlab.train.fit(model, digits, epochs=1, progress=False)  # training can continue
@@ -216,7 +311,8 @@ def test_keyboard_interrupt_mid_epoch_keeps_the_last_completed_epoch(digits):
     steps = math.ceil(len(digits.train) / 128)
     snapshots = []
     history = kdlab.train.fit(model, digits, objective=StopAt(2 * steps + 3), epochs=4, progress=False,
-                              callback=lambda r: snapshots.append(copy.deepcopy(model.state_dict())))
+                              config=kdlab.train.TrainConfig(
+                                  callback=lambda r: snapshots.append(copy.deepcopy(model.state_dict()))))
     assert history.interrupted and len(history) == 2
     assert all(torch.equal(v, snapshots[-1][k]) for k, v in model.state_dict().items())
 
@@ -224,7 +320,8 @@ def test_keyboard_interrupt_mid_epoch_keeps_the_last_completed_epoch(digits):
 def test_resume_equals_the_uninterrupted_run(digits, tmp_path):
     settings = dict(epochs=4, augment=True, seed=3, progress=False)
     full = mlp(digits, dropout=0.2)
-    full_history = kdlab.train.fit(full, digits, checkpoint_path=tmp_path / "full.pt", **settings)
+    Config = kdlab.train.TrainConfig
+    full_history = kdlab.train.fit(full, digits, config=Config(checkpoint_path=tmp_path / "full.pt"), **settings)
 
     first = mlp(digits, dropout=0.2)
 
@@ -232,9 +329,9 @@ def test_resume_equals_the_uninterrupted_run(digits, tmp_path):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
-    kdlab.train.fit(first, digits, checkpoint_path=tmp_path / "part.pt", callback=stop, **settings)
+    kdlab.train.fit(first, digits, config=Config(checkpoint_path=tmp_path / "part.pt", callback=stop), **settings)
     resumed = mlp(digits, seed=99, dropout=0.2)  # different initial weights: all state must come from the file
-    history = kdlab.train.fit(resumed, digits, resume_from=tmp_path / "part.pt", **settings)
+    history = kdlab.train.fit(resumed, digits, config=Config(resume_from=tmp_path / "part.pt"), **settings)
     assert len(history) == 4 and not history.interrupted
     assert all(torch.equal(v, full.state_dict()[k]) for k, v in resumed.state_dict().items())
     drop = lambda rs: [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in rs]
@@ -243,9 +340,11 @@ def test_resume_equals_the_uninterrupted_run(digits, tmp_path):
 
 def test_resume_with_other_settings_is_refused(digits, tmp_path):
     model = mlp(digits)
-    kdlab.train.fit(model, digits, epochs=2, checkpoint_path=tmp_path / "s.pt", progress=False)
+    kdlab.train.fit(model, digits, epochs=2, progress=False,
+                    config=kdlab.train.TrainConfig(checkpoint_path=tmp_path / "s.pt"))
     with pytest.raises(ValueError, match="seed=0 and epochs=2"):
-        kdlab.train.fit(mlp(digits), digits, epochs=3, resume_from=tmp_path / "s.pt", progress=False)
+        kdlab.train.fit(mlp(digits), digits, epochs=3, progress=False,
+                        config=kdlab.train.TrainConfig(resume_from=tmp_path / "s.pt"))
 
 
 CHILD = textwrap.dedent("""
@@ -287,10 +386,12 @@ def test_killed_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path):
 
 def test_notebook_parameter_check_message():
     with pytest.raises(TypeError, match="notebook parameter epochs='five' has type str; expected int"):
-        kdlab.lab.check_params({"epochs": "five"}, {"epochs": int})
+        kdlab.lab.validate_params({"epochs": "five"}, {"epochs": int})
     with pytest.raises(TypeError, match="expected float"):
-        kdlab.lab.check_params({"lr": True}, {"lr": float})
-    kdlab.lab.check_params({"lr": 1, "smoke": False, "name": "x"}, {"lr": float, "smoke": bool, "name": str})
+        kdlab.lab.validate_params({"lr": True}, {"lr": float})
+    checked = kdlab.lab.validate_params({"lr": 1, "smoke": False, "name": "x"},
+                                        {"lr": float, "smoke": bool, "name": str})
+    assert checked == {"lr": 1.0, "smoke": False, "name": "x"} and isinstance(checked["lr"], float)
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """Checkpoints load safely, and nothing touches the network unless download=True."""
 
 import os
-import pickle
 import subprocess
 import sys
 import textwrap

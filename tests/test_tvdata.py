@@ -110,13 +110,13 @@ def test_public_load_splits_a_standard_dataset(tmp_path):
     ds = kdlab.data.load("mnist", root=tmp_path, seed=1)
     assert len(ds.test) == 30 and len(ds.train) + len(ds.val) == 200
     assert ds.input_shape == (1, 28, 28) and ds.num_classes == 10
-    assert ds.train.augment == "shift"
+    assert ds.train.augmentation == "shift"
 
 
 def test_cifar_gets_crop_and_flip(tmp_path):
     write_cifar10(tmp_path, per_batch=20)
     ds = kdlab.data.load("cifar10", root=tmp_path)
-    assert ds.train.augment == "crop_flip" and ds.input_shape == (3, 32, 32)
+    assert ds.train.augmentation == "crop_flip" and ds.input_shape == (3, 32, 32)
 
 
 # ----------------------------------------------------------------------------------------------- missing files

@@ -1,4 +1,4 @@
-"""Notebook runs and sweeps over papermill: folders, parameters, aggregation, reports.
+"""Running the notebooks with papermill: runs, sweeps, results tables and reports.
 
 * ``run_notebooks`` executes notebooks in order into a new run folder (never an
   existing one) with ``run.json`` recording parameters, versions, device and times.
@@ -9,7 +9,8 @@
   ``report`` renders a run or sweep folder as Markdown and HTML.
 
 Parameters are checked against papermill's own inspection of the notebook's
-``parameters`` cell before anything runs.
+``parameters`` cell before anything runs, with the rule the notebooks use
+(:func:`kdlab.lab.parameter_value`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import csv
 import datetime as _dt
 import hashlib
 import html
+import io
 import itertools
 import json
 import math
@@ -30,9 +32,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .errors import ParameterError, ParameterTypeError
-
-INJECTED = ("output_dir", "smoke")  # set by the runner for every notebook
+from .errors import ParameterError
+from .experiments import summarize
+from .files import atomic_write, new_folder, write_json
+from .lab import validate_params
 
 
 def notebook_dir(start: Path | None = None) -> Path:
@@ -92,17 +95,6 @@ def parse_value(text):
         return text
 
 
-def check_value(notebook: str, name: str, value, spec: dict):
-    """``value`` converted to the parameter's type (int -> float allowed), or a clear error."""
-    expected = spec["type"]
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool):
-        return value
-    raise ParameterTypeError(f"parameter {name!r}={value!r} has type {type(value).__name__}; expected "
-                             f"{expected.__name__} (default {spec['default']!r}) for notebook {notebook}.")
-
-
 def validate(params: Mapping[str, object], notebooks: Sequence[Path]) -> dict[Path, dict]:
     """Per notebook, the subset of ``params`` it declares, type-checked. A name that no
     notebook declares is an error listing the valid names."""
@@ -111,21 +103,8 @@ def validate(params: Mapping[str, object], notebooks: Sequence[Path]) -> dict[Pa
     for name in params:
         if name not in known:
             raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(known)}.")
-    return {nb: {name: check_value(nb.name, name, params[name], spec[name])
-                 for name in params if name in spec} for nb, spec in specs.items()}
-
-
-def new_folder(base: Path, prefix: str) -> Path:
-    """A new folder ``base/prefix-YYYYmmdd-HHMMSS[-n]``, created atomically (never reused)."""
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for n in itertools.count(1):
-        path = base / (f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
+    return {nb: validate_params(params, {name: spec[name]["type"] for name in params if name in spec},
+                                notebook=nb.name) for nb, spec in specs.items()}
 
 
 def versions() -> dict:
@@ -153,12 +132,6 @@ def execute(notebook: Path, executed: Path, parameters: dict) -> float:
     return time.perf_counter() - t0
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, smoke: bool, out: Path,
                   argv: Sequence[str] = ()) -> tuple[Path, bool]:
     """Execute ``notebooks`` in order into a new run folder; returns ``(folder, all_ok)``."""
@@ -166,7 +139,7 @@ def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, sm
     folder = new_folder(out, "run")
     record = {"command": list(argv), "start": _dt.datetime.now().isoformat(timespec="seconds"),
               "versions": versions(), "device": device_name(), "smoke": smoke, "notebooks": []}
-    _write_json(folder / "run.json", record)
+    write_json(folder / "run.json", record)
     ok = True
     for nb in notebooks:
         chosen = dict(per_notebook[nb])
@@ -185,9 +158,9 @@ def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, sm
             entry.update(status="failed", error=f"{type(err).__name__}: {str(err)[-2000:]}")
             print(f"  {nb.name} failed: {type(err).__name__}", flush=True)
         record["notebooks"].append(entry)
-        _write_json(folder / "run.json", record)
+        write_json(folder / "run.json", record)
     record["end"] = _dt.datetime.now().isoformat(timespec="seconds")
-    _write_json(folder / "run.json", record)
+    write_json(folder / "run.json", record)
     return folder, ok
 
 
@@ -213,7 +186,7 @@ def _run_point(notebook: str, folder: str, parameters: dict) -> tuple[str, str |
         return folder, None
     except Exception:  # noqa: BLE001 - a failed point is recorded and retried next time
         text = traceback.format_exc()
-        (folder_path / "error.txt").write_text(text)
+        atomic_write(folder_path / "error.txt", lambda fh: fh.write(text))
         return folder, text.strip().splitlines()[-1]
 
 
@@ -232,10 +205,8 @@ def _share_cores(threads: int) -> None:
 
     Why: each kernel's torch otherwise starts one thread per core, so N kernels at once
     run N times as many threads as there are cores, and every parallel operation waits
-    for threads that another kernel has taken off the cores. On the 2-core reference
-    machine a 4-point smoke sweep of notebook 04 took 40 s with -j 2 that way, 27 s with
-    -j 1, and 23 s with -j 2 and the cores shared (docs/BENCHMARKS.md, section 3). A
-    thread count the user set in the environment is kept.
+    for threads another kernel has taken off the cores (measured in docs/BENCHMARKS.md,
+    section 3). A thread count the user set in the environment is kept.
     """
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
@@ -257,7 +228,7 @@ def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, obje
     folder = sweep_folder(out, notebook, checked_grid, checked_fixed, smoke)
     folder.mkdir(parents=True, exist_ok=True)
     points = [dict(zip(checked_grid, combo)) for combo in itertools.product(*checked_grid.values())]
-    _write_json(folder / "sweep.json", {"notebook": str(notebook), "grid": checked_grid, "fixed": checked_fixed,
+    write_json(folder / "sweep.json", {"notebook": str(notebook), "grid": checked_grid, "fixed": checked_fixed,
                                         "smoke": smoke, "versions": versions(), "device": device_name()})
     pending = []
     for point in points:
@@ -268,7 +239,7 @@ def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, obje
         params = {**checked_fixed, **point, "output_dir": str(pdir.resolve()), "smoke": smoke}
         if "checkpoint_dir" in spec and "checkpoint_dir" not in params:
             params["checkpoint_dir"] = str((folder / "checkpoints").resolve())
-        _write_json(pdir / "parameters.json", params)
+        write_json(pdir / "parameters.json", params)
         pending.append((str(notebook), str(pdir), params))
     print(f"{len(points)} points, {len(points) - len(pending)} already finished, {len(pending)} to run", flush=True)
     failures: dict[str, str] = {}
@@ -329,10 +300,11 @@ def aggregate(folder: Path, metric: str | None = None) -> Path | None:
     if not rows:
         return None
     columns = names + sorted({k for r in rows for k in r} - set(names))
-    with open(folder / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(folder / "results.csv", lambda fh: fh.write(table.getvalue()))
     numeric = [c for c in columns if c not in names and all(isinstance(r.get(c), (int, float)) and not isinstance(
         r.get(c), bool) for r in rows)]
     metric = metric or ("distilled_accuracy" if "distilled_accuracy" in numeric else (numeric[0] if numeric else None))
@@ -343,35 +315,28 @@ def aggregate(folder: Path, metric: str | None = None) -> Path | None:
     return folder / "results.csv"
 
 
-def group_ci(rows: Sequence[dict], by: str, metric: str) -> list[tuple]:
-    """``[(value of by, mean, ci95, n)]`` of ``metric``, averaging over every other column (seeds)."""
-    from .metrics import mean_ci
-
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault(r[by], []).append(r[metric])
-    out = []
-    for key in sorted(groups, key=lambda k: (isinstance(k, str), k)):
-        mean, half = mean_ci(groups[key])
-        out.append((key, mean, half, len(groups[key])))
-    return out
+def group_ci(rows: Sequence[dict], by: str, metric: str) -> list[dict]:
+    """Mean, ``ci95`` and ``n`` of ``metric`` per value of ``by`` (over the seeds and any other
+    parameter), sorted by that value (:func:`kdlab.experiments.summarize`)."""
+    return sorted(summarize(rows, [by], metric), key=lambda g: (isinstance(g[by], str), g[by]))
 
 
 def summary_figure(rows: Sequence[dict], x_name: str, metric: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no backend to pick and no global state, in a terminal or a notebook.
+    from matplotlib.figure import Figure
 
     stats = group_ci(rows, x_name, metric)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = list(range(len(stats))) if any(isinstance(s[0], str) for s in stats) else [s[0] for s in stats]
-    ax.errorbar(xs, [s[1] for s in stats], yerr=[0 if math.isnan(s[2]) else s[2] for s in stats], marker="o", capsize=4)
-    if xs != [s[0] for s in stats]:
-        ax.set_xticks(xs, [str(s[0]) for s in stats])
+    keys = [g[x_name] for g in stats]
+    xs = list(range(len(keys))) if any(isinstance(k, str) for k in keys) else keys
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    ax.errorbar(xs, [g["mean"] for g in stats], yerr=[0 if math.isnan(g["ci95"]) else g["ci95"] for g in stats],
+                marker="o", capsize=4)
+    if xs != keys:
+        ax.set_xticks(xs, [str(k) for k in keys])
     ax.set(xlabel=x_name, ylabel=metric, title=f"{metric}: mean ± 95% CI over the other parameters")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # --- reports --------------------------------------------------------------------------------
@@ -400,9 +365,9 @@ def report(folder: Path) -> tuple[Path, Path]:
             key_metrics = [m for m in ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed") if m in rows[0]]
             key_metrics = key_metrics or [c for c in rows[0] if c not in names][:4]
             for m in key_metrics:
-                stats = group_ci(rows, x_name, m)
                 sections.append((f"{m} by {x_name} (mean ± 95% CI)", [x_name, "mean", "± 95% CI", "n"],
-                                 [[_fmt(s[0]), _fmt(s[1]), _fmt(s[2]), str(s[3])] for s in stats]))
+                                 [[_fmt(g[x_name]), _fmt(g["mean"]), _fmt(g["ci95"]), str(g["n"])]
+                                  for g in group_ci(rows, x_name, m)]))
             shown = names + key_metrics
             sections.append(("All points", shown, [[_fmt(r.get(c, "")) for c in shown] for r in rows]))
         failed = [p.name for p in folder.iterdir() if (p / "error.txt").exists()]
@@ -428,8 +393,7 @@ def report(folder: Path) -> tuple[Path, Path]:
         md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     if figures:
         md += ["## Figures", ""] + [f"![{f}]({f.as_posix()})" for f in figures]
-    md_path = folder / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
+    md_path = atomic_write(folder / "report.md", lambda fh: fh.write("\n".join(md) + "\n"))
     esc = html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>{esc(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
@@ -441,6 +405,5 @@ def report(folder: Path) -> tuple[Path, Path]:
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [f"<figure><img src='{esc(f.as_posix())}'><figcaption>{esc(str(f))}</figcaption></figure>" for f in figures]
-    html_path = folder / "report.html"
-    html_path.write_text("\n".join(parts) + "\n")
+    html_path = atomic_write(folder / "report.html", lambda fh: fh.write("\n".join(parts) + "\n"))
     return md_path, html_path
