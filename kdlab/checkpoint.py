@@ -9,8 +9,8 @@
   text file or a damaged file raises an error saying so, naming the path.
 * A checkpoint stores the ``state_dict``, how the model was built
   (``model.kdlab_spec`` from :func:`kdlab.models.create`) and JSON metadata.
-* ``save_training_state`` / ``resume_training`` are what ``fit(checkpoint_path=...)``
-  and ``fit(resume_from=...)`` use to stop and continue a run.
+* ``save_training_state`` / ``resume_training`` are what ``fit`` uses to stop and
+  continue a run (``TrainConfig(checkpoint_path=...)`` / ``TrainConfig(resume_from=...)``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .files import atomic_write, jsonable
 
 FORMAT = "kdlab-checkpoint"
 VERSION = 1
-EXPECTED = "a checkpoint file written by kdlab.checkpoint.save or fit(checkpoint_path=...)"
+EXPECTED = "a checkpoint file written by kdlab.checkpoint.save or TrainConfig(checkpoint_path=...)"
 
 
 def _torch_save(obj, path: Path) -> None:
@@ -111,7 +111,7 @@ def _read(path: str | os.PathLike, kind: str) -> dict:
     if payload.get("kind") != kind:
         raise CheckpointError(f"{str(path)!r} is a kdlab {payload.get('kind')!r} file, not a {kind!r} file; "
                               + ("use kdlab.checkpoint.load for models." if kind == "training_state"
-                                 else "pass it to fit(resume_from=...) instead."))
+                                 else "pass it to fit(config=TrainConfig(resume_from=...)) instead."))
     return payload
 
 
@@ -152,7 +152,7 @@ def load(path: str | os.PathLike, *, model: nn.Module | None = None,
 
 def save_training_state(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                         objective: nn.Module, records: list[dict], config: dict) -> Path:
-    """Save everything ``fit(resume_from=...)`` needs, atomically (used by ``fit``)."""
+    """Save everything ``TrainConfig(resume_from=...)`` needs, atomically (used by ``fit``)."""
     path = Path(path)
     payload = {"format": FORMAT, "version": VERSION, "kind": "training_state",
                "spec": json.dumps(getattr(model, "kdlab_spec", None)), "model_class": type(model).__name__,
@@ -173,7 +173,7 @@ def load_training_state(path: str | os.PathLike, *, model: nn.Module, optimizer:
 
 def resume_training(path: str | os.PathLike, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     objective: nn.Module, seed: int, epochs: int) -> list[dict]:
-    """What ``fit(resume_from=path)`` does first: restore the state saved at ``path`` and
+    """What ``fit`` does first with ``TrainConfig(resume_from=path)``: restore the state saved at ``path`` and
     return the records of the epochs already done.
 
     The run must continue with the ``seed`` and ``epochs`` it was saved with (the batch

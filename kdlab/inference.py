@@ -48,8 +48,9 @@ def memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
 
 
 def output_classes(model: nn.Module, split: Split, device: torch.device, role: str = "model") -> int:
-    """Run two images of ``split`` through ``model`` and return its number of outputs, turning
-    shape errors into a message that names the model and the split's input shape."""
+    """Run two images of ``split`` through ``model`` on ``device`` (only those two are moved) and
+    return its number of outputs, turning shape errors into a message that names the model
+    and the split's input shape."""
     was_training = model.training
     model.eval()
     try:

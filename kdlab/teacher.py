@@ -71,7 +71,7 @@ class Teacher:
                 num_classes: int | None = None) -> None:
         """Ready the teacher for training on ``split`` (called by ``fit`` once, before the first step)."""
         self.model.to(device).eval()
-        inference.validate_classes(self.model, split.to(device), num_classes, device, role="teacher")
+        inference.validate_classes(self.model, split, num_classes, device, role="teacher")
         self._amp = amp
         self._last = (None, None)
         n, a = len(split), split.num_augmentations if augment else 1

@@ -151,7 +151,7 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
             raise ParameterTypeError(f"{name} must be True or False, got {flag!r}.")
     device = devices.resolve(device)
     model.to(device)
-    num_classes = inference.validate_classes(model, train_split.to(device), num_classes, device)
+    num_classes = inference.validate_classes(model, train_split, num_classes, device)
     objective.to(device)
 
     with devices.tuned(model, device, amp=config.amp, channels_last=config.channels_last,

@@ -19,11 +19,6 @@ STAND_IN = nn.Linear(4, 10)  # a teacher for objectives whose teacher never runs
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return kdlab.data.load("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
 def teacher(digits):
     model = kdlab.models.create("mlp", num_classes=10, input_shape=digits.input_shape, hidden=(64,), seed=1)
     kdlab.train.fit(model, digits, epochs=3, lr=3e-3, device="cpu", progress=False)
