@@ -4,9 +4,10 @@ Modules, one per concern (see docs/ARCHITECTURE.md):
 ``data`` datasets on the device; ``models`` models by name; ``losses`` the KD
 loss functions; ``objectives`` what the loop minimises; ``train`` the one
 training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
-``files`` atomic writes and run folders; ``lab``, ``plots``, ``widgets``, ``checks``
+``files`` atomic writes and run folders; ``course`` the lessons (titles, run
+times, parameter rules, headlines); ``lab``, ``plots``, ``widgets``, ``checks``
 the notebooks' plumbing, figures, explorers and exercise checks; ``runner`` the
-``kdlab`` command's runs and sweeps; ``transfer``, ``adversarial``, ``transplant``,
+``kdlab`` command's runs and sweeps; ``book`` a run rendered as a static site; ``transfer``, ``adversarial``, ``transplant``,
 ``interpretable``, ``compress`` the variants of notebooks 05-09.
 
 Importing kdlab only defines things: it starts no threads and runs no torch work.
@@ -16,7 +17,7 @@ they import matplotlib's pyplot and ipywidgets, which only notebooks need.
 
 import importlib
 
-from . import (adversarial, checkpoint, checks, compress, data, devices, errors, experiments, files, inference,
+from . import (adversarial, checkpoint, checks, compress, course, data, devices, errors, experiments, files, inference,
                interpretable, lab, losses, metrics, models, objectives, teacher, train, transfer, transplant,
                validate)
 
@@ -31,6 +32,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'kdlab' has no attribute {name!r}")
 
 
-__all__ = ["adversarial", "checkpoint", "checks", "compress", "data", "devices", "errors", "experiments", "files",
+__all__ = ["adversarial", "checkpoint", "checks", "compress", "course", "data", "devices", "errors", "experiments", "files",
            "inference", "interpretable", "lab", "losses", "metrics", "models", "objectives", "plots", "teacher", "train", "transfer",
            "transplant", "validate", "widgets", "__version__"]

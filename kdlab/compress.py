@@ -8,9 +8,11 @@ Three ways to make a trained network cheaper, compared in notebook 09:
   small weights lose more of them. The result keeps PyTorch's pruning reparametrisation
   ``weight = weight_orig * weight_mask``: training it further (``kdlab.train.fit``) updates
   ``weight_orig`` but the pruned entries stay zero. :func:`make_permanent` folds the mask in.
-* **Dynamic int8 quantization** (Jacob et al. 2018): :func:`quantize_int8` stores every
-  ``nn.Linear`` weight as int8 with one float scale per tensor and quantizes activations on the
-  fly. It runs on the CPU only. ``torch.ao.quantization.quantize_dynamic`` warns that it is
+* **Dynamic int8 quantization** (PyTorch's ``quantize_dynamic``): :func:`quantize_int8` stores
+  every ``nn.Linear`` weight as int8 with one float scale per tensor and quantizes activations
+  on the fly, from each batch's own range, so it needs no calibration data. It runs on the CPU
+  only. (Jacob et al. 2018 is the reference for the *static*, integer-only scheme, where the
+  activations' scales are fixed in advance; the kit does not implement it.) ``torch.ao.quantization.quantize_dynamic`` warns that it is
   deprecated in favour of ``torchao``; kdlab keeps it because torchao's eager CPU int8 paths
   measured 2-50x slower than it, at the same accuracy (docs/BENCHMARKS.md, section 5).
 * **Distillation** into a smaller dense network (Hinton et al. 2015): see ``kdlab.train.fit``.

@@ -1,38 +1,36 @@
-"""Notebook plumbing shared by every kdlab notebook.
+"""Notebook plumbing shared by every kdlab notebook, kept to one line at each end.
 
-A notebook's first code cells look like this::
+A notebook starts with its ``parameters`` cell (literals papermill may replace) and
+one setup line, and ends with one line that records its results::
 
-    # parameters (papermill may replace these literals)
-    dataset = "mnist-5k"
-    epochs = 15
-    smoke = False
-    output_dir = ""
-    checkpoint_dir = "../checkpoints"
+    run = kdlab.lab.start(globals(), "03_temperature")
+    ...
+    run.record(best_T=best_T, gain_pp=gain)
 
-    # next cell: check and derive
-    kdlab.lab.validate_params(globals(), {"dataset": str, "epochs": int, "smoke": bool, ...})
-    smoke = kdlab.lab.smoke_mode(smoke)
-    out = kdlab.lab.output_folder(output_dir, "01_teacher_training")
-
-Smoke mode (``KDLAB_SMOKE=1`` in the environment, or ``smoke=True`` from
-papermill) makes every notebook finish in seconds on ``digits`` for CI.
-``KDLAB_RUNS`` and ``KDLAB_CHECKPOINTS`` move the default output and teacher
-folders (the tests point them at a temporary folder).
+:func:`start` checks every parameter (its type from the default in the notebook's
+``parameters`` cell, its range from :mod:`kdlab.course`), swaps in the smoke-mode
+values (``KDLAB_SMOKE=1`` in the environment, or ``smoke=True`` from papermill), and
+makes the output folder. ``KDLAB_RUNS`` and ``KDLAB_CHECKPOINTS`` move the default
+output and teacher folders (the tests point them at a temporary folder).
 """
 
 from __future__ import annotations
 
 import os
+import ast
+import json
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
-from . import checkpoint, data, metrics, models, train
+from . import checkpoint, course, data, metrics, models, train
 from .errors import ParameterError, ParameterTypeError
 from .files import new_folder, write_json
 
-SMOKE_DATASET = "digits"
+SMOKE_DATASET = course.SMOKE_DATASET
 #: The notebooks' ``checkpoint_dir`` default, relative to ``notebooks/``; ``$KDLAB_CHECKPOINTS`` replaces it.
 DEFAULT_CHECKPOINT_DIR = "../checkpoints"
 _SMOKE_WORDS = {"1": True, "true": True, "yes": True, "on": True,
@@ -128,6 +126,109 @@ def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+# --- one line at each end of a notebook --------------------------------------------------
+
+def _notebook_file(name: str, namespace: Mapping | None = None) -> Path:
+    """The ``.ipynb`` of notebook ``name``: the one JupyterLab says is open, else in the
+    working folder (JupyterLab and ``kdlab run`` both run a notebook in its own folder),
+    else in the kit's ``notebooks/``."""
+    from .runner import notebook_dir  # runner imports this module
+
+    session = (namespace or {}).get("__session__")  # set by ipykernel to the open notebook's path
+    candidates = [Path(session)] if session and Path(session).name == f"{name}.ipynb" else []
+    candidates += [Path.cwd() / f"{name}.ipynb", notebook_dir() / f"{name}.ipynb"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ParameterError(f"cannot find {name}.ipynb to read its parameter defaults (looked in "
+                         f"{', '.join(str(p.parent) for p in candidates)}); set KDLAB_NOTEBOOKS to its folder.")
+
+
+def notebook_defaults(name: str, namespace: Mapping | None = None) -> dict:
+    """The literals of notebook ``name``'s ``parameters`` cell, as written in its file."""
+    path = _notebook_file(name, namespace)
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
+                    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)}
+    raise ParameterError(f"notebook {path.name} has no cell tagged 'parameters'.")
+
+
+# Where a result is written, and on which device, does not change what a notebook shows.
+_NOT_SETTINGS = ("device", "smoke", "output_dir", "checkpoint_dir")
+
+
+@dataclass
+class Run:
+    """One execution of a notebook: its checked parameters, output folder and clock.
+
+    ``at_defaults`` is True when every setting that changes a result has its default
+    value and smoke mode is off: the notebooks only assert the conclusions their text
+    states for the runs those conclusions were measured on.
+    """
+
+    name: str
+    title: str
+    params: dict
+    out: Path
+    smoke: bool
+    at_defaults: bool
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def seeds(self) -> list[int]:
+        """``seed, seed + 1, ..., seed + n_seeds - 1`` (notebooks with several seeds)."""
+        return list(range(self.params["seed"], self.params["seed"] + self.params.get("n_seeds", 1)))
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def show(self, fig, name: str) -> None:
+        """Show ``fig`` below the cell and keep a copy as ``<out>/<name>.png``."""
+        import matplotlib.pyplot as plt
+
+        save_figure(fig, self.out, name)
+        plt.show()
+
+    def record(self, **results) -> None:
+        """Write ``results`` (with the parameters and the run time) to ``<out>/metrics.json``.
+
+        Returns nothing, so the notebook's last line shows no value; the path is printed.
+        """
+        record = {"notebook": self.name, "smoke": self.smoke, "at_defaults": self.at_defaults,
+                  "seconds": round(self.seconds, 1), "params": self.params, **results}
+        path = write_metrics(self.out, record)
+        line = course.headline(self.name, record)
+        print(f"{self.title}: {line + '. ' if line else ''}Results saved to {path} ({self.seconds / 60:.1f} min).")
+
+
+def start(namespace: dict, name: str) -> Run:
+    """Check a notebook's parameters, apply smoke mode and make its output folder.
+
+    ``namespace`` is the notebook's ``globals()`` right after its ``parameters`` cell
+    (and papermill's injected values). Each parameter must have the type of its default
+    in the notebook file and follow its rule in :data:`kdlab.course.LESSONS`; in smoke
+    mode the lesson's smoke values replace the parameters, in ``namespace`` too, so the
+    cells below read them as usual. Returns the :class:`Run`.
+    """
+    lesson = course.lesson(name)
+    defaults = notebook_defaults(lesson.name, namespace)
+    types = {key: type(value) for key, value in defaults.items()}
+    values = course.check_params(lesson.name, validate_params(namespace, types, notebook=lesson.name))
+    smoke = smoke_mode(values.get("smoke", False))
+    if smoke:
+        values.update({"dataset": SMOKE_DATASET} if "dataset" in values else {}, **lesson.smoke, smoke=True)
+    namespace.update(values)
+    at_defaults = not smoke and all(values[k] == defaults[k] for k in defaults if k not in _NOT_SETTINGS)
+    out = output_folder(values.get("output_dir", ""), lesson.name)
+    run = Run(lesson.name, f"{lesson.number} · {lesson.title}", values, out, smoke, at_defaults)
+    mode = "smoke mode (seconds, on digits)" if smoke else ("default settings" if at_defaults else "your settings")
+    print(f"{run.title}: {mode}; results go to {out}")
+    return run
 
 
 # --- the teacher ------------------------------------------------------------------------

@@ -146,6 +146,19 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, float(stats.t.ppf((1 + confidence) / 2, arr.size - 1) * sem)
 
 
+def paired_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean of the per-seed differences ``a[i] - b[i]`` and the half-width of its CI.
+
+    Use it when run ``i`` of both methods shares seed ``i`` (same initial weights and
+    batches): the seed-to-seed spread that both share cancels in the difference, so this
+    interval is usually much narrower than comparing two separate intervals.
+    """
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError(f"paired_ci needs one value per seed on both sides; got {len(a)} and {len(b)} values.")
+    return mean_ci([x - y for x, y in zip(a, b)], confidence)
+
+
 def format_ci(values: Sequence[float], scale: float = 1.0, digits: int = 2) -> str:
     """``"97.31 ± 0.24"`` for a list of per-seed values (times ``scale``)."""
     mean, half = mean_ci([v * scale for v in values])

@@ -19,6 +19,8 @@ step (an adversarial objective trains its discriminator there).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,28 +86,40 @@ class Distillation(Objective):
         temperature: T > 0, softens both distributions.
         alpha: weight of the soft term, in [0, 1]; ``1 - alpha`` weighs cross-entropy
             on the true labels.
+        soft_loss: the soft term as a function ``(student_logits, teacher_logits, T)``;
+            default :func:`kdlab.losses.kd_loss`. Notebook 03 trains a student with the
+            learner's own ``my_kd_loss`` through it.
 
     The soft term is :func:`kdlab.losses.kd_loss`, the function notebook 03 builds, so a
     breakpoint there stops inside ``fit``. The value equals :func:`kdlab.losses.distillation_loss`.
     """
 
-    def __init__(self, teacher: nn.Module | Teacher, temperature: float = 4.0, alpha: float = 0.9):
+    def __init__(self, teacher: nn.Module | Teacher, temperature: float = 4.0, alpha: float = 0.9,
+                 soft_loss: Callable | None = None):
         super().__init__()
         self.teacher = as_teacher(teacher)
+        if soft_loss is not None and not callable(soft_loss):
+            raise TypeError(f"soft_loss={soft_loss!r} is not callable; pass a function "
+                            "(student_logits, teacher_logits, T) -> loss, or None for kdlab.losses.kd_loss.")
+        self.soft_loss = soft_loss
         # Checked once here, so the per-batch loss skips its own argument checks (check=False).
         self.temperature = validate.positive("temperature", temperature)
         self.alpha = validate.probability("alpha", alpha)
 
     def forward(self, student_logits, batch):
         teacher_logits = self.teacher.logits(batch)  # (B, K), no gradient
-        soft = losses.kd_loss(student_logits, teacher_logits, self.temperature, check=False)  # T² KL(p_t‖p_s)
+        if self.soft_loss is None:
+            soft = losses.kd_loss(student_logits, teacher_logits, self.temperature, check=False)  # T² KL(p_t‖p_s)
+        else:
+            soft = self.soft_loss(student_logits, teacher_logits, self.temperature)
         hard = F.cross_entropy(student_logits.float(), batch.y)  # CE(y, z_s)
         loss = self.alpha * soft + (1.0 - self.alpha) * hard
         return loss, {"kd": soft.detach(), "ce": hard.detach()}
 
     def describe(self) -> dict:
         return {"objective": "Distillation", "temperature": self.temperature, "alpha": self.alpha,
-                "teacher_logits": self.teacher.mode}
+                "teacher_logits": self.teacher.mode,
+                "soft_loss": getattr(self.soft_loss, "__name__", "custom") if self.soft_loss else "kd_loss"}
 
 
 class TeacherHardLabels(Objective):

@@ -203,7 +203,7 @@ def test_distillation_objective_equals_the_function():
     torch.testing.assert_close(logs["kd"], losses.kd_loss(STUDENT, TEACHER, 4.0))
     torch.testing.assert_close(logs["ce"], F.cross_entropy(STUDENT, TARGETS))
     assert objective.describe() == {"objective": "Distillation", "temperature": 4.0, "alpha": 0.9,
-                                    "teacher_logits": "given"}
+                                    "teacher_logits": "given", "soft_loss": "kd_loss"}
 
 
 @pytest.mark.parametrize("T", [1.0, 4.0])

@@ -24,6 +24,10 @@ class Feedback:
     def __repr__(self) -> str:
         return self.message
 
+    def _ipython_display_(self) -> None:
+        """Show nothing as a cell's value: the check printed its message already, so a
+        check on a cell's last line would otherwise show it twice."""
+
 
 def report(ok: bool, message: str, done: bool = True) -> Feedback:
     """Print and return feedback: ✅ right, ❌ wrong, 📝 not attempted yet."""
