@@ -6,11 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab run test bench clean-notebooks check-notebooks clean distclean
+.PHONY: help venv lab run book test bench clean-notebooks check-notebooks clean distclean
 
 help:  ## list the targets
 	@echo "make lab    - open JupyterLab on notebooks/"
 	@echo "make run    - execute the notebook sequence headless into a new folder under runs/"
+	@echo "make book   - render the newest run as a static website in <run>/book/ (ARGS=--force replaces it)"
 	@echo "make test   - unit tests, notebooks in smoke mode (nbval), papermill smoke runs"
 	@echo "make bench  - speed benchmarks (see docs/BENCHMARKS.md)"
 	@echo "make clean-notebooks - strip outputs from notebooks/ before committing"
@@ -28,6 +29,10 @@ lab: $(STAMP)
 
 run: $(STAMP)
 	$(PY) -m kdlab run $(ARGS)
+
+# The newest runs/run-* folder unless ARGS names one: ARGS="runs/run-20250101-120000 --force".
+book: $(STAMP)
+	$(PY) -m kdlab book $(ARGS)
 
 # conftest.py sets KDLAB_SMOKE=1, so the notebooks run in smoke mode here.
 test: $(STAMP)

@@ -1,12 +1,18 @@
-"""The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, list.
+"""The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, book, list.
 
     kdlab run [NOTEBOOK ...] [-p NAME VALUE ...] [-f params.yaml] [--smoke] [--out DIR]
     kdlab sweep NOTEBOOK -p temperature 1 2 4 8 -p seed 0 1 2 [-j N] [--smoke] [--out DIR] [--metric NAME]
     kdlab report RUN_DIR
+    kdlab book [RUN_DIR] [--out DIR] [--force]
     kdlab list
 
-Bad input (an unknown parameter, a value of the wrong type, a missing notebook,
-an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before anything runs.
+``run`` shows one progress bar over the notebooks' cells, then one line per notebook
+with its time and headline result (or ``FAILED`` and why); ``book`` renders a run
+(default: the newest) as a static website (:mod:`kdlab.book`).
+
+Bad input (an unknown parameter, a value of the wrong type or out of range, a missing
+notebook, an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before
+anything runs; so does ``book`` without a run folder, or with a book already there.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import lab, runner
+from . import book, lab, runner
 from .errors import KdlabError
 
 
@@ -59,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render a run or sweep folder as report.md and report.html")
     rep.add_argument("run_dir")
 
+    bk = sub.add_parser("book", help="render a run's executed notebooks as a static HTML site (default: <run>/book)")
+    bk.add_argument("run_dir", nargs="?", help="run folder (default: the newest run-* under runs/, or $KDLAB_RUNS)")
+    bk.add_argument("--out", help="folder for the site (default: RUN_DIR/book)")
+    bk.add_argument("--force", action="store_true", help="replace a book already in that folder")
+
     sub.add_parser("list", help="show the notebooks and their parameters")
     return parser
 
@@ -88,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             md, html_path = runner.report(Path(args.run_dir))
             print(f"wrote {md} and {html_path}")
             return 0
+        if args.command == "book":
+            index = book.build(Path(args.run_dir) if args.run_dir else None, Path(args.out) if args.out else None,
+                               force=args.force)
+            print(f"wrote {index}")
+            return 0
         if args.command == "run":
             notebooks = [runner.resolve_notebook(n) for n in args.notebooks] or runner.sequence()
             if not notebooks:
@@ -96,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             params.update({name: runner.parse_value(value) for name, value in args.param})
             folder, ok = runner.run_notebooks(notebooks, params, smoke=lab.smoke_mode(args.smoke), out=_out(args),
                                               argv=["kdlab", *argv])
-            print(f"run folder: {folder}")
+            print(f"run folder: {folder}\nas a website: kdlab book {folder}   (or: make book)")
             return 0 if ok else 1
         # sweep
         notebook = runner.resolve_notebook(args.notebook)

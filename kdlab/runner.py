@@ -1,16 +1,25 @@
 """Running the notebooks with papermill: runs, sweeps, results tables and reports.
 
 * ``run_notebooks`` executes notebooks in order into a new run folder (never an
-  existing one) with ``run.json`` recording parameters, versions, device and times.
+  existing one) with ``run.json`` recording parameters, versions, device, times and
+  each notebook's headline result (:func:`kdlab.course.headline` over its
+  ``metrics.json``). One progress bar (:class:`CellProgress`) counts the run's cells
+  and names the notebook and cell running; at the end one line per notebook gives its
+  time and headline, or ``FAILED`` and the error (:func:`summary_lines`).
 * ``sweep`` executes one notebook over a Cartesian grid of parameters, in parallel,
   resumably: its folder name is a hash of the grid, a point is done when its
   ``metrics.json`` exists, and a failed point is retried on the next call.
 * ``aggregate`` writes ``results.csv`` and a mean ± 95% CI summary figure;
-  ``report`` renders a run or sweep folder as Markdown and HTML.
+  ``report`` renders a run or sweep folder as Markdown and HTML (``kdlab.book``
+  renders a run's executed notebooks as a website).
 
-Parameters are checked against papermill's own inspection of the notebook's
-``parameters`` cell before anything runs, with the rule the notebooks use
-(:func:`kdlab.lab.parameter_value`).
+Parameters are checked before anything runs: their types against papermill's own
+inspection of the notebook's ``parameters`` cell, with the rule the notebooks use
+(:func:`kdlab.lab.parameter_value`), then their ranges with the course's rules
+(:func:`kdlab.course.check_params`), so ``-p temperature -1`` stops at once.
+
+Kernels are started with CurveZMQ transport encryption where the kernel supports it
+(:func:`kernel_config`); ipykernel otherwise prints a warning per kernel on stderr.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from . import course
 from .errors import ParameterError
 from .experiments import summarize
 from .files import atomic_write, new_folder, write_json
@@ -96,15 +106,21 @@ def parse_value(text):
 
 
 def validate(params: Mapping[str, object], notebooks: Sequence[Path]) -> dict[Path, dict]:
-    """Per notebook, the subset of ``params`` it declares, type-checked. A name that no
-    notebook declares is an error listing the valid names."""
+    """Per notebook, the subset of ``params`` it declares, type-checked, then range-checked
+    with the course's rules (:func:`kdlab.course.check_params`) for a notebook that is a
+    lesson. A name that no notebook declares is an error listing the valid names."""
     specs = {nb: inspect_parameters(nb) for nb in notebooks}
     known = sorted(set().union(*(s.keys() for s in specs.values())))
     for name in params:
         if name not in known:
             raise ParameterError(f"unknown parameter {name!r}; valid parameters: {', '.join(known)}.")
-    return {nb: validate_params(params, {name: spec[name]["type"] for name in params if name in spec},
-                                notebook=nb.name) for nb, spec in specs.items()}
+    checked = {}
+    for nb, spec in specs.items():
+        typed = validate_params(params, {name: spec[name]["type"] for name in params if name in spec},
+                                notebook=nb.name)
+        # A notebook outside the course (a user's own, a test fixture) has no range rules.
+        checked[nb] = course.check_params(nb.stem, typed) if nb.stem in course.LESSONS else typed
+    return checked
 
 
 def versions() -> dict:
@@ -122,45 +138,173 @@ def device_name() -> str:
     return devices.describe(devices.resolve("auto"))
 
 
-def execute(notebook: Path, executed: Path, parameters: dict) -> float:
-    """Run one notebook with papermill in its own folder; returns the seconds it took."""
+def kernel_config():
+    """traitlets settings for the kernels papermill starts: CurveZMQ keys where possible.
+
+    Why: ipykernel 7 prints "Kernel is running over TCP without encryption ..." on stderr
+    for every kernel started without keys. ``transport_encryption="auto"`` has
+    jupyter_client provision keys when the kernelspec declares ``curve`` support, which
+    removes the cause instead of hiding the message (and encrypts the kernel's traffic).
+    An older jupyter_client without the setting, or a pyzmq built without libsodium
+    (which refuses ``"auto"``), gets the previous behaviour.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names() or not zmq.has("curve"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def execute(notebook: Path, executed: Path, parameters: dict, hooks: Mapping | None = None) -> float:
+    """Run one notebook with papermill in its own folder; returns the seconds it took.
+
+    ``hooks`` are nbclient callbacks passed through papermill (``on_cell_start`` and the
+    like, see :meth:`CellProgress.start`).
+    """
     import papermill
 
     t0 = time.perf_counter()
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
-                               kernel_name="python3", progress_bar=False, log_output=False)
+                               kernel_name="python3", progress_bar=False, log_output=False,
+                               config=kernel_config(), **(hooks or {}))
     return time.perf_counter() - t0
+
+
+def _is_code(cell) -> bool:
+    # The cells nbclient sends to the kernel: it skips markdown and empty code cells.
+    return cell.get("cell_type") == "code" and bool(cell.get("source", "").strip())
+
+
+class CellProgress:
+    """One tqdm bar over every code cell of a run, described by the notebook and cell running
+    (``03_temperature  cell 7/19``), so its count and time estimate cover the whole run.
+
+    papermill's own bar covers one notebook and reads "Executing"; this one is fed by
+    nbclient's ``on_cell_start`` hook instead. tqdm draws nothing when stderr is not a
+    terminal (``disable=None``); one line per notebook is printed then, so a log still
+    shows where a run is.
+    """
+
+    def __init__(self, notebooks: Sequence[Path], **tqdm_options):
+        import nbformat
+        from tqdm import tqdm
+
+        # +1: papermill injects a code cell with the parameters; corrected from the real notebook on start.
+        self.expected = {nb: sum(map(_is_code, nbformat.read(nb, as_version=4).cells)) + 1 for nb in notebooks}
+        tqdm_options.setdefault("disable", None)  # None: no bar unless stderr is a terminal
+        self.bar = tqdm(total=sum(self.expected.values()), unit="cell", **tqdm_options)
+        self.stem, self.cells, self.counted, self.started = "", 0, 0, 0
+
+    def start(self, notebook: Path) -> dict:
+        """Begin ``notebook``; returns the hooks for :func:`execute`."""
+        self.stem, self.cells, self.counted, self.started = notebook.stem, self.expected[notebook], 0, 0
+        if self.bar.disable:
+            print(f"{notebook.stem} ...", flush=True)
+        self.bar.set_description(notebook.stem)
+        return {"on_notebook_start": self._notebook_start, "on_cell_start": self._cell_start}
+
+    def _notebook_start(self, notebook, **_):
+        actual = sum(map(_is_code, notebook.cells))
+        self.bar.total += actual - self.cells
+        self.cells = actual
+
+    def _cell_start(self, cell, cell_index, **_):
+        if not _is_code(cell):
+            return
+        if self.started:  # the cell before this one has finished
+            self.bar.update(1)
+            self.counted += 1
+        self.started += 1
+        self.bar.set_description(f"{self.stem}  cell {self.started}/{self.cells}")
+
+    def finish(self, message: str | None = None) -> None:
+        """Count the notebook's cells as done (also those a failure skipped); print ``message``
+        above the bar."""
+        self.bar.update(self.cells - self.counted)
+        if message:
+            self.bar.write(message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def failure(err: BaseException) -> str:
+    """One line saying why a notebook failed: the cell's exception, not papermill's wrapper."""
+    if getattr(err, "ename", None):  # papermill's PapermillExecutionError carries the cell's exception
+        evalue = str(err.evalue).strip().splitlines()
+        return f"{err.ename}: {evalue[0] if evalue else ''} (cell [{err.exec_count}])"
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def notebook_headline(stem: str, output_dir: Path) -> str | None:
+    """The lesson's headline from ``output_dir/metrics.json``; None if there is none to show."""
+    path = output_dir / "metrics.json"
+    if not path.exists():
+        return None
+    try:
+        return course.headline(stem, json.loads(path.read_text()))
+    except (ValueError, TypeError):  # a value the template cannot format: the run still finished
+        return None
+
+
+def summary_lines(record: Mapping) -> list[str]:
+    """One line per notebook of a run record: its time, then its headline or why it failed."""
+    entries = record["notebooks"]
+    width = max((len(Path(e["notebook"]).stem) for e in entries), default=0)
+    lines = []
+    for entry in entries:
+        took = f"{entry['seconds'] / 60:5.1f} min" if "seconds" in entry else "    - min"
+        if entry["status"] == "ok":
+            text = entry.get("headline") or ""
+        else:
+            text = f"FAILED  {entry.get('error', '')}  (traceback in {entry['notebook']})"
+        lines.append(f"{Path(entry['notebook']).stem:<{width}}  {took}  {text}".rstrip())
+    return lines
 
 
 def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, smoke: bool, out: Path,
                   argv: Sequence[str] = ()) -> tuple[Path, bool]:
-    """Execute ``notebooks`` in order into a new run folder; returns ``(folder, all_ok)``."""
+    """Execute ``notebooks`` in order into a new run folder; returns ``(folder, all_ok)``.
+
+    Prints a progress bar while it runs and :func:`summary_lines` at the end.
+    """
     per_notebook = validate(params, notebooks)
     folder = new_folder(out, "run")
     record = {"command": list(argv), "start": _dt.datetime.now().isoformat(timespec="seconds"),
               "versions": versions(), "device": device_name(), "smoke": smoke, "notebooks": []}
     write_json(folder / "run.json", record)
     ok = True
-    for nb in notebooks:
-        chosen = dict(per_notebook[nb])
-        declared = inspect_parameters(nb)
-        if "checkpoint_dir" in declared and "checkpoint_dir" not in chosen:
-            # Each run keeps its own teacher, so a run never replaces the one the user trained.
-            chosen["checkpoint_dir"] = str((folder / "checkpoints").resolve())
-        chosen.update(output_dir=str((folder / nb.stem).resolve()), smoke=smoke)
-        entry = {"notebook": nb.name, "parameters": chosen}
-        print(f"running {nb.name} ...", flush=True)
-        try:
-            entry["seconds"] = execute(nb, folder / nb.name, chosen)
-            entry["status"] = "ok"
-        except Exception as err:  # noqa: BLE001 - recorded, reported, and the run goes on
-            ok = False
-            entry.update(status="failed", error=f"{type(err).__name__}: {str(err)[-2000:]}")
-            print(f"  {nb.name} failed: {type(err).__name__}", flush=True)
-        record["notebooks"].append(entry)
-        write_json(folder / "run.json", record)
+    progress = CellProgress(notebooks)
+    try:
+        for nb in notebooks:
+            chosen = dict(per_notebook[nb])
+            declared = inspect_parameters(nb)
+            if "checkpoint_dir" in declared and "checkpoint_dir" not in chosen:
+                # Each run keeps its own teacher, so a run never replaces the one the user trained.
+                chosen["checkpoint_dir"] = str((folder / "checkpoints").resolve())
+            output_dir = (folder / nb.stem).resolve()
+            chosen.update(output_dir=str(output_dir), smoke=smoke)
+            entry = {"notebook": nb.name, "parameters": chosen}
+            t0 = time.perf_counter()
+            try:
+                execute(nb, folder / nb.name, chosen, hooks=progress.start(nb))
+                entry.update(status="ok", headline=notebook_headline(nb.stem, output_dir))
+                progress.finish()
+            except Exception as err:  # noqa: BLE001 - recorded, reported, and the run goes on
+                ok = False
+                entry.update(status="failed", error=failure(err))
+                progress.finish(f"{nb.stem} FAILED: {entry['error']}")
+            entry["seconds"] = time.perf_counter() - t0
+            record["notebooks"].append(entry)
+            write_json(folder / "run.json", record)
+    finally:
+        progress.close()
     record["end"] = _dt.datetime.now().isoformat(timespec="seconds")
     write_json(folder / "run.json", record)
+    print("\n".join(summary_lines(record)), flush=True)
     return folder, ok
 
 
@@ -281,7 +425,7 @@ def _flatten(metrics: Mapping, prefix: str = "") -> dict:
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             flat.update(_flatten(value, f"{name}."))
-        elif isinstance(value, bool) or isinstance(value, (int, float)):
+        elif isinstance(value, (bool, int, float)):
             flat[name] = value
     return flat
 
@@ -362,7 +506,8 @@ def report(folder: Path) -> tuple[Path, Path]:
                 rows = [{k: parse_value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
             names = list(meta["grid"])
             x_name = next((n for n in names if n != "seed"), names[0])
-            key_metrics = [m for m in ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed") if m in rows[0]]
+            key_metrics = [m for m in ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed")
+                           if m in rows[0]]
             key_metrics = key_metrics or [c for c in rows[0] if c not in names][:4]
             for m in key_metrics:
                 sections.append((f"{m} by {x_name} (mean ± 95% CI)", [x_name, "mean", "± 95% CI", "n"],
@@ -396,14 +541,15 @@ def report(folder: Path) -> tuple[Path, Path]:
     md_path = atomic_write(folder / "report.md", lambda fh: fh.write("\n".join(md) + "\n"))
     esc = html.escape
     parts = [f"<!doctype html><meta charset='utf-8'><title>{esc(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}</style>", f"<h1>{esc(title)}</h1>"]
+             ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
+              "td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}</style>"), f"<h1>{esc(title)}</h1>"]
     for name, header, rows in sections:
         parts.append(f"<h2>{esc(name)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
         parts.append("</table>")
     if figures:
         parts.append("<h2>Figures</h2>")
-        parts += [f"<figure><img src='{esc(f.as_posix())}'><figcaption>{esc(str(f))}</figcaption></figure>" for f in figures]
+        parts += [f"<figure><img src='{esc(f.as_posix())}'><figcaption>{esc(str(f))}</figcaption></figure>"
+                  for f in figures]
     html_path = atomic_write(folder / "report.html", lambda fh: fh.write("\n".join(parts) + "\n"))
     return md_path, html_path

@@ -1,13 +1,18 @@
-"""The kdlab command line: runs, sweeps (with resume), reports, and errors before anything runs."""
+"""The kdlab command line: runs (progress, summary, no kernel warnings), sweeps (with resume),
+reports, and errors before anything runs (types and the course's ranges)."""
 
 import csv
+import io
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from kdlab import cli, runner
 
@@ -185,3 +190,127 @@ def test_list_shows_parameters(capsys):
     assert cli.main(["list"]) == 0
     text = capsys.readouterr().out
     assert "01_teacher_training.ipynb" in text and "checkpoint_dir" in text and "int" in text
+
+
+# --- what a newcomer sees: progress, no kernel warnings, one line per notebook, range checks ---
+
+# What kernels and their transport print on stderr: ipykernel 7's unencrypted-TCP notice
+# (any [IPKernelApp] log line), pyzmq's Windows Proactor notice, debugpy's frozen-modules
+# notice, jupyter_client's port and zmq messages. Other stderr lines (a notebook's own
+# problems) are not this test's business.
+KERNEL_WARNINGS = re.compile(r"without encryption|CurveZMQ|Proactor|frozen.modules|Debugger warning|"
+                             r"\bports?\b|\[IPKernelApp\]|\bzmq\b|jupyter_client", re.IGNORECASE)
+
+
+def lesson_notebook(folder: Path, stem: str, body: str) -> Path:
+    """A quick notebook named like a lesson, so the course's rules and headline apply to it."""
+    params = new_code_cell('epochs = 1  # an int\nsmoke = False  # a bool\noutput_dir = ""  # where metrics go')
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = folder / f"{stem}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_a_run_ends_with_one_line_per_notebook_and_no_kernel_warnings(tmp_path):
+    ok = lesson_notebook(tmp_path, "01_teacher_training",
+                         "import json, pathlib\npathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+                         "json.dump({'teacher_accuracy': 0.93}, open(pathlib.Path(output_dir) / 'metrics.json', 'w'))")
+    bad = lesson_notebook(tmp_path, "02_soft_targets", "raise RuntimeError('deliberate failure')")
+    # A subprocess, so the kernels' own stderr (inherited from this process) is captured too.
+    done = subprocess.run([sys.executable, "-m", "kdlab", "run", str(ok), str(bad), "--smoke", "--out",
+                           str(tmp_path / "runs")], check=False, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # one notebook failed
+    noise = [line for line in done.stderr.splitlines() if KERNEL_WARNINGS.search(line)]
+    assert not noise, done.stderr
+    lines = done.stdout.splitlines()
+    summary = r"^01_teacher_training +\d+\.\d min  teacher test accuracy 93\.00%$"
+    assert re.search(summary, done.stdout, re.MULTILINE), lines
+    failed = next(line for line in lines if line.startswith("02_soft_targets ") and " min " in line)
+    assert "FAILED" in failed and "RuntimeError: deliberate failure" in failed
+    record = json.loads(next((tmp_path / "runs").glob("run-*/run.json")).read_text())
+    first, second = record["notebooks"]
+    assert first["headline"] == "teacher test accuracy 93.00%" and first["seconds"] > 0
+    assert second["status"] == "failed" and "deliberate failure" in second["error"] and "headline" not in second
+
+
+def test_an_out_of_range_value_stops_before_anything_runs(tmp_path, capsys):
+    # The course's range rules apply to every lesson that declares the parameter.
+    assert cli.main(["run", "-p", "epochs", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "epochs=0" in err and ">= 1" in err
+    nb = fixture_notebook(tmp_path)
+    lesson = nb.rename(tmp_path / "04_student_comparison.ipynb")
+    assert cli.main(["run", str(lesson), "-p", "temperature", "-1", "--out", str(tmp_path)]) == 2
+    assert "temperature=-1.0" in capsys.readouterr().err
+    assert not list(tmp_path.glob("run-*"))
+
+
+def test_a_notebook_outside_the_course_has_no_range_rules(tmp_path):
+    nb = fixture_notebook(tmp_path)  # 99_fixture is not a lesson
+    assert runner.validate({"temperature": -1.0}, [nb])[nb] == {"temperature": -1.0}
+
+
+def _notebook_with(path: Path, code_cells: int) -> Path:
+    cells = [new_markdown_cell("# title")] + [new_code_cell(f"x = {i}") for i in range(code_cells)]
+    nbformat.write(new_notebook(cells=cells + [new_code_cell("   ")]), path)  # an empty cell is not run
+    return path
+
+
+def test_progress_bar_counts_the_cells_of_every_notebook(tmp_path):
+    first, second = _notebook_with(tmp_path / "01_a.ipynb", 2), _notebook_with(tmp_path / "02_b.ipynb", 1)
+    progress = runner.CellProgress([first, second], file=io.StringIO(), disable=False)
+    assert progress.bar.total == 5  # 2 + 1 cells, plus one injected parameters cell each
+    for path in (first, second):
+        hooks = progress.start(path)
+        executed = nbformat.read(path, as_version=4)
+        executed.cells.insert(1, new_code_cell("smoke = True"))  # as papermill injects it
+        hooks["on_notebook_start"](notebook=executed)
+        for index, cell in enumerate(executed.cells):
+            hooks["on_cell_start"](cell=cell, cell_index=index)
+        assert f"{path.stem}  cell {len(executed.cells) - 2}/{len(executed.cells) - 2}" in progress.bar.desc
+        progress.finish()
+    assert progress.bar.n == progress.bar.total == 5
+    progress.close()
+
+
+def test_a_failed_notebook_still_completes_its_share_of_the_bar(tmp_path):
+    path = _notebook_with(tmp_path / "01_a.ipynb", 3)
+    progress = runner.CellProgress([path], file=io.StringIO(), disable=False)
+    hooks = progress.start(path)
+    hooks["on_cell_start"](cell=new_code_cell("x = 0"), cell_index=1)  # fails in its first cell
+    progress.finish("01_a FAILED: RuntimeError")
+    assert progress.bar.n == progress.bar.total == 4
+    progress.close()
+
+
+def test_summary_lines_give_time_and_headline_or_failure():
+    record = {"notebooks": [
+        {"notebook": "03_temperature.ipynb", "status": "ok", "seconds": 126.0, "headline": "best alpha=0.9"},
+        {"notebook": "04_student_comparison.ipynb", "status": "failed", "seconds": 3.0,
+         "error": "ValueError: bad (cell [4])"},
+        {"notebook": "99_mine.ipynb", "status": "ok", "seconds": 6.0, "headline": None}]}
+    assert runner.summary_lines(record) == [
+        "03_temperature           2.1 min  best alpha=0.9",
+        ("04_student_comparison    0.1 min  FAILED  ValueError: bad (cell [4])"
+         "  (traceback in 04_student_comparison.ipynb)"),
+        "99_mine                  0.1 min"]
+
+
+def test_failure_is_the_cells_exception_in_one_line():
+    from papermill.exceptions import PapermillExecutionError
+
+    err = PapermillExecutionError(cell_index=3, exec_count=4, source="1/0", ename="ZeroDivisionError",
+                                  evalue="division by zero", traceback=["long", "traceback"])
+    assert runner.failure(err) == "ZeroDivisionError: division by zero (cell [4])"
+    assert runner.failure(RuntimeError("kernel died\nmore")) == "RuntimeError: kernel died"
+
+
+def test_kernels_are_started_with_transport_encryption_when_available():
+    import zmq
+
+    config = runner.kernel_config()
+    if zmq.has("curve"):
+        assert config.KernelManager.transport_encryption == "auto"
