@@ -402,5 +402,5 @@ def test_wrong_notebook_parameter_fails_in_the_cell_after_parameters(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as info:
         papermill.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), cwd=str(nb.parent), kernel_name="python3",
                                    parameters={"epochs": "five", "output_dir": str(tmp_path)}, progress_bar=False)
-    assert "notebook parameter epochs='five' has type str; expected int" in str(info.value)
+    assert "notebook parameter epochs='five' in notebook 01_teacher_training has type str; expected int" in str(info.value)
     assert not (tmp_path / "metrics.json").exists()
