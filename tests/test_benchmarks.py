@@ -106,3 +106,30 @@ def test_kd_attribution_quick():
 
     out = kd_attribution.main(["--quick"])
     assert "| CE + lookup |" in out and "| KD forward, CE gradient |" in out and "| KD |" in out
+
+
+def test_record_run_times_updates_the_course_and_every_quote(tmp_path):
+    import json
+    import shutil
+
+    import record_run_times
+
+    root = Path(__file__).resolve().parents[1]
+    for rel in ("kdlab/course.py", "README.md", "docs/INSTRUCTORS.md", "notebooks/03_temperature.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / rel, tmp_path / rel)
+    run = tmp_path / "run"
+    run.mkdir()
+    entry = {"notebook": "03_temperature.ipynb", "status": "ok", "seconds": 754.0}
+    (run / "run.json").write_text(json.dumps({"smoke": False, "notebooks": [entry]}))
+    record_run_times.main([str(run), "--root", str(tmp_path)])
+    assert 'Lesson("03_temperature"' in (tmp_path / "kdlab/course.py").read_text()
+    assert "minutes=12.6" in (tmp_path / "kdlab/course.py").read_text()
+    for rel in ("README.md", "docs/INSTRUCTORS.md"):
+        line = next(line for line in (tmp_path / rel).read_text().splitlines() if "03_temperature" in line and " min" in line)
+        assert "12.6 min" in line
+    first = "".join(json.loads((tmp_path / "notebooks/03_temperature.ipynb").read_text())["cells"][0]["source"])
+    assert "12.6 min" in next(line for line in first.splitlines() if "Run time" in line)
+    (run / "run.json").write_text(json.dumps({"smoke": True, "notebooks": [entry]}))
+    with pytest.raises(SystemExit, match="smoke run"):
+        record_run_times.main([str(run), "--root", str(tmp_path)])
