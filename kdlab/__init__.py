@@ -7,12 +7,15 @@ training loop; ``metrics`` evaluation; ``checkpoint`` safe saving and loading;
 ``files`` atomic writes and run folders; ``course`` the lessons (titles, run
 times, parameter rules, headlines); ``lab``, ``plots``, ``widgets``, ``checks``
 the notebooks' plumbing, figures, explorers and exercise checks; ``runner`` the
-``kdlab`` command's runs and sweeps; ``book`` a run rendered as a static site; ``transfer``, ``adversarial``, ``transplant``,
+``kdlab`` command's runs and sweeps; ``book`` a run rendered as a static site;
+``classroom`` the exercises' solutions and autograder tests, and the student and
+instructor versions of the notebooks; ``transfer``, ``adversarial``, ``transplant``,
 ``interpretable``, ``compress`` the variants of notebooks 05-09.
 
 Importing kdlab only defines things: it starts no threads and runs no torch work.
-``plots`` and ``widgets`` load on first use (``kdlab.plots.plot_history``), because
-they import matplotlib's pyplot and ipywidgets, which only notebooks need.
+``plots``, ``widgets`` and ``classroom`` load on first use (``kdlab.plots.plot_history``):
+the first two import matplotlib's pyplot and ipywidgets, which only notebooks need, and
+``classroom`` is only needed to release and grade a class.
 """
 
 import importlib
@@ -23,7 +26,7 @@ from . import (adversarial, checkpoint, checks, compress, course, data, devices,
 
 __version__ = "0.1.0"
 
-_LAZY = ("plots", "widgets")
+_LAZY = ("classroom", "plots", "widgets")
 
 
 def __getattr__(name: str):
@@ -32,6 +35,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'kdlab' has no attribute {name!r}")
 
 
-__all__ = ["adversarial", "checkpoint", "checks", "compress", "course", "data", "devices", "errors", "experiments", "files",
-           "inference", "interpretable", "lab", "losses", "metrics", "models", "objectives", "plots", "teacher", "train", "transfer",
+__all__ = ["adversarial", "checkpoint", "checks", "classroom", "compress", "course", "data", "devices", "errors",
+           "experiments", "files", "inference", "interpretable", "lab", "losses", "metrics", "models", "objectives", "plots", "teacher", "train", "transfer",
            "transplant", "validate", "widgets", "__version__"]

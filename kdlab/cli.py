@@ -1,14 +1,16 @@
-"""The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, book, list.
+"""The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, book, list, classroom.
 
     kdlab run [NOTEBOOK ...] [-p NAME VALUE ...] [-f params.yaml] [--smoke] [--out DIR]
     kdlab sweep NOTEBOOK -p temperature 1 2 4 8 -p seed 0 1 2 [-j N] [--smoke] [--out DIR] [--metric NAME]
     kdlab report RUN_DIR
     kdlab book [RUN_DIR] [--out DIR] [--force]
     kdlab list
+    kdlab classroom release OUT [NOTEBOOK ...] [--no-execute]
 
 ``run`` shows one progress bar over the notebooks' cells, then one line per notebook
 with its time and headline result (or ``FAILED`` and why); ``book`` renders a run
-(default: the newest) as a static website (:mod:`kdlab.book`).
+(default: the newest) as a static website (:mod:`kdlab.book`). ``classroom release``
+writes the student and instructor versions of the notebooks (:mod:`kdlab.classroom`).
 
 Bad input (an unknown parameter, a value of the wrong type or out of range, a missing
 notebook, an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before
@@ -71,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("--force", action="store_true", help="replace a book already in that folder")
 
     sub.add_parser("list", help="show the notebooks and their parameters")
+
+    room = sub.add_parser("classroom", help="student and instructor versions of the notebooks, for a class")
+    room_sub = room.add_subparsers(dest="classroom_command", required=True)
+    rel = room_sub.add_parser("release", help="write OUT/student/, OUT/instructor/ (solutions, hidden tests) and "
+                              "OUT/README.md; each instructor notebook is first run in smoke mode")
+    rel.add_argument("out", metavar="OUT", help="a new or empty folder")
+    rel.add_argument("notebooks", nargs="*", help="only these notebooks (e.g. 01 03; default: all)")
+    rel.add_argument("--no-execute", action="store_true",
+                     help="skip the smoke-mode run that proves every check passes with the solutions")
     return parser
 
 
@@ -84,6 +95,20 @@ def _list() -> None:
             print(f"    {name:<22} {spec['type'].__name__:<6} {spec['default']!r:<22} {spec['help']}")
 
 
+def _classroom(args) -> int:
+    from . import classroom  # imported here: only this command needs it
+    from .classroom.release import ReleaseError
+
+    # release (stage 2 adds grade)
+    try:
+        out = classroom.release(Path(args.out), args.notebooks or None, execute=not args.no_execute)
+    except ReleaseError as err:
+        print(f"kdlab: release failed, nothing was written: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out / 'student'}, {out / 'instructor'} and {out / 'README.md'}")
+    return 0
+
+
 def _out(args) -> Path:
     return Path(args.out) if args.out else lab.runs_root()
 
@@ -95,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list()
             return 0
+        if args.command == "classroom":
+            return _classroom(args)
         if args.command == "report":
             md, html_path = runner.report(Path(args.run_dir))
             print(f"wrote {md} and {html_path}")

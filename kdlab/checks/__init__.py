@@ -4,6 +4,9 @@ One module per part of the course (``core_lesson`` for notebooks 01-04, one per
 later notebook topic); every public ``check_*`` function of every module is
 re-exported here, so notebooks simply call ``kdlab.checks.check_kd_loss(...)``.
 See :mod:`kdlab.checks.feedback` for the :class:`Feedback` they return.
+
+``hint("kd_loss")`` prints an exercise's next hint and ``solution("kd_loss")`` a solution,
+after an attempt (:mod:`kdlab.checks.hints`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ import importlib
 import pkgutil
 
 from .feedback import Feedback
+from .hints import hint, solution
 
-__all__ = ["Feedback"]
+__all__ = ["Feedback", "hint", "solution"]
 
 # Import every topic module and lift its check_* functions to the package level.
 # Discovery (rather than a hand-kept list) lets each notebook's checks live in
 # their own module without touching this file.
 for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _info.name == "feedback" or _info.name.startswith("_"):
+    if _info.name in ("feedback", "hints") or _info.name.startswith("_"):
         continue
     _module = importlib.import_module(f"{__name__}.{_info.name}")
     for _name in dir(_module):

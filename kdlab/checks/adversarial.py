@@ -18,6 +18,7 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 def _scores() -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +36,7 @@ def _close(value, expected: torch.Tensor, tol: float = 1e-5) -> bool:
     return value.shape == expected.shape and bool(torch.allclose(value, expected.float(), atol=tol, rtol=1e-4))
 
 
+@for_exercise("discriminator_loss")
 def check_discriminator_loss(my_discriminator_loss: Callable | None) -> Feedback:
     """Exercise: ``my_discriminator_loss(real_scores, fake_scores)``, the BCE loss of the discriminator.
 
@@ -93,6 +95,7 @@ def check_discriminator_loss(my_discriminator_loss: Callable | None) -> Feedback
                           "F.binary_cross_entropy_with_logits(fake_scores, zeros).")
 
 
+@for_exercise("discriminator_accuracy")
 def check_discriminator_accuracy(my_discriminator_accuracy: Callable | None) -> Feedback:
     """Exercise: ``my_discriminator_accuracy(real_scores, fake_scores) -> (acc_real, acc_fake)``.
 
@@ -143,6 +146,7 @@ def check_discriminator_accuracy(my_discriminator_accuracy: Callable | None) -> 
                           "acc_real = mean(real_scores > 0), acc_fake = mean(fake_scores <= 0).")
 
 
+@for_exercise("conditioned_input")
 def check_conditioned_input(my_conditioned_input: Callable | None) -> Feedback:
     """Exercise: ``my_conditioned_input(probs, targets, num_classes)`` returns what a label-conditioned
     discriminator sees: ``probs`` ``(B, K)`` followed by the one-hot label ``(B, K)``, shape ``(B, 2K)``."""

@@ -17,6 +17,7 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 def _sparsity_model() -> nn.Module:
@@ -32,6 +33,7 @@ def _sparsity_model() -> nn.Module:
     return model
 
 
+@for_exercise("global_sparsity")
 def check_global_sparsity(my_sparsity: Callable[[nn.Module], float] | None) -> Feedback:
     """Exercise: ``my_sparsity(model)`` is the fraction of zero entries among all the weights of the
     model's ``nn.Linear`` layers taken together (biases excluded)."""
@@ -80,6 +82,7 @@ def check_global_sparsity(my_sparsity: Callable[[nn.Module], float] | None) -> F
 _PARETO_POINTS = [(120, 0.91), (40, 0.90), (300, 0.97), (80, 0.93), (80, 0.95), (500, 0.96), (20, 0.62), (300, 0.94)]
 
 
+@for_exercise("pareto_front")
 def check_pareto_front(my_pareto_front: Callable[[list], list] | None) -> Feedback:
     """Exercise: ``my_pareto_front(points)`` takes ``(size, accuracy)`` pairs and returns those that no
     other point beats (smaller or equal size AND higher or equal accuracy, better in one), sorted by size."""

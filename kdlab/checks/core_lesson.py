@@ -18,10 +18,12 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 # --- notebook 01 ---------------------------------------------------------------------------
 
+@for_exercise("accuracy")
 def check_accuracy(my_accuracy: Callable[[torch.Tensor, torch.Tensor], float] | None) -> Feedback:
     """Exercise: ``my_accuracy(logits, targets)`` returns the fraction of correct top-1 predictions."""
     if my_accuracy is None:
@@ -49,6 +51,7 @@ def check_accuracy(my_accuracy: Callable[[torch.Tensor, torch.Tensor], float] | 
                           "with targets and average the matches (as floats).")
 
 
+@for_exercise("most_confused")
 def check_most_confused(answer: tuple | None, cm: torch.Tensor, class_names=None) -> Feedback:
     """Exercise: find ``(true_class, predicted_class)`` of the largest off-diagonal entry of ``cm``."""
     if answer is None:
@@ -83,6 +86,7 @@ def check_most_confused(answer: tuple | None, cm: torch.Tensor, class_names=None
 
 # --- notebook 02 ---------------------------------------------------------------------------
 
+@for_exercise("soft_targets")
 def check_soft_targets(my_soft_targets: Callable[[torch.Tensor, float], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_soft_targets(logits, T)`` returns softmax(logits / T) over the class dimension."""
     if my_soft_targets is None:
@@ -120,6 +124,7 @@ def check_soft_targets(my_soft_targets: Callable[[torch.Tensor, float], torch.Te
     return _report(False, "The values differ from softmax(logits / T); compare with kdlab.losses.soft_targets.")
 
 
+@for_exercise("entropy_bits")
 def check_entropy_bits(my_entropy: Callable[[torch.Tensor], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_entropy(p)`` returns the entropy in bits of each row of ``p``, with 0·log 0 = 0."""
     if my_entropy is None:
@@ -146,6 +151,7 @@ def check_entropy_bits(my_entropy: Callable[[torch.Tensor], torch.Tensor] | None
 
 # --- notebook 04 ---------------------------------------------------------------------------
 
+@for_exercise("gap_closed")
 def check_gap_closed(my_gap_closed: Callable[[float, float, float], float] | None) -> Feedback:
     """Exercise: ``my_gap_closed(student, scratch, teacher)`` returns the fraction of the
     teacher-scratch accuracy gap that the distilled student closes."""
@@ -173,6 +179,7 @@ def check_gap_closed(my_gap_closed: Callable[[float, float, float], float] | Non
     return _report(False, f"For student 0.97, scratch 0.95, teacher 0.99 the answer is 0.5; you returned {value:.4f}.")
 
 
+@for_exercise("ece")
 def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bins: int = 15) -> Feedback:
     """Exercise: ``my_ece(probs, targets)`` returns the expected calibration error with
     ``n_bins`` equal-width confidence bins: sum_b |B_b|/N · |acc(B_b) − conf(B_b)|."""
@@ -227,6 +234,7 @@ def _kd_variants(s: torch.Tensor, t: torch.Tensor, T: float) -> dict[str, torch.
     }
 
 
+@for_exercise("kd_loss")
 def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_kd_loss(student_logits, teacher_logits, T)`` = T² · KL(p_t^T ‖ p_s^T), batch mean."""
     if my_kd_loss is None:

@@ -12,6 +12,7 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 def _as_tensor(value, name: str):
@@ -21,6 +22,7 @@ def _as_tensor(value, name: str):
         return None, _report(False, f"{name} should return a tensor; got {type(value).__name__} ({err}).")
 
 
+@for_exercise("leaf_paths")
 def check_leaf_paths(my_leaf_paths: Callable[[torch.Tensor], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_leaf_paths(p_right)`` maps the 3 inner nodes' right-probabilities of a
     depth-2 tree, ``(B, 3)`` as [root, left child, right child], to the 4 leaves' path
@@ -63,6 +65,7 @@ def check_leaf_paths(my_leaf_paths: Callable[[torch.Tensor], torch.Tensor] | Non
                           "right-right.")
 
 
+@for_exercise("balance_penalty")
 def check_balance_penalty(my_balance_penalty: Callable | None) -> Feedback:
     """Exercise: ``my_balance_penalty(p_right, reach, depths)`` returns
     ``sum_i 2^(-d_i) * -1/2 * log(4 alpha_i (1 - alpha_i))`` with ``alpha_i`` the

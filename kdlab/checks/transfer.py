@@ -18,6 +18,7 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 def _as_index_tensor(value) -> torch.Tensor | None:
@@ -27,6 +28,7 @@ def _as_index_tensor(value) -> torch.Tensor | None:
         return None
 
 
+@for_exercise("stratified_fraction")
 def check_stratified_fraction(my_stratified_indices: Callable | None) -> Feedback:
     """Exercise: ``my_stratified_indices(labels, fraction, seed)`` returns the indices of a
     subset holding ``max(1, round(fraction * n_c))`` examples of every class c, without
@@ -77,6 +79,7 @@ def check_stratified_fraction(my_stratified_indices: Callable | None) -> Feedbac
     return _report(False, f"Per class you drew {counts}; expected {expected} (round(fraction * n_c) of each class).")
 
 
+@for_exercise("shift_bias")
 def check_shift_bias(my_shift_bias: Callable | None) -> Feedback:
     """Exercise: ``my_shift_bias(model, cls, offset)`` returns a copy of ``model`` whose output
     bias for class ``cls`` is raised by ``offset``; the original model is not changed."""
@@ -131,6 +134,7 @@ def check_shift_bias(my_shift_bias: Callable | None) -> Feedback:
                           f"index {cls} and 0 elsewhere.")
 
 
+@for_exercise("pseudo_labels")
 def check_pseudo_labels(my_pseudo_labels: Callable | None) -> Feedback:
     """Exercise: ``my_pseudo_labels(teacher_logits)`` returns the teacher's top-1 class per
     example, int64 ``(N,)``."""

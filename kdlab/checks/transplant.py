@@ -17,6 +17,7 @@ from .feedback import call as _call
 from .feedback import not_done as _not_done
 from .feedback import probe as _probe
 from .feedback import report as _report
+from .hints import for_exercise
 
 
 def _conv_weight(seed: int = 0) -> torch.Tensor:
@@ -33,6 +34,7 @@ def _same(a, b) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=1e-5)
 
 
+@for_exercise("filter_l1")
 def check_filter_l1(my_filter_l1: Callable[[torch.Tensor], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_filter_l1(weight)`` takes a conv weight ``(out, in, kh, kw)`` and returns one
     importance score per output channel ``(out,)``: the L1 norm of that channel's filter."""
@@ -70,6 +72,7 @@ def check_filter_l1(my_filter_l1: Callable[[torch.Tensor], torch.Tensor] | None)
                           f"{[round(float(v), 2) for v in value.flatten()]}: abs(), then sum over dims 1, 2, 3.")
 
 
+@for_exercise("slice_conv")
 def check_slice_conv(my_slice_conv: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None) -> Feedback:
     """Exercise: ``my_slice_conv(weight, out_idx, in_idx)`` keeps the output channels ``out_idx`` (rows,
     dim 0) and the input channels ``in_idx`` (dim 1) of a conv weight ``(out, in, kh, kw)``."""
@@ -104,6 +107,7 @@ def check_slice_conv(my_slice_conv: Callable[[torch.Tensor, torch.Tensor, torch.
                           f"{tuple(value.shape)}: weight[out_idx][:, in_idx].")
 
 
+@for_exercise("kept_fraction")
 def check_kept_fraction(my_kept_fraction: Callable[[nn.Module, nn.Module], float] | None) -> Feedback:
     """Exercise: ``my_kept_fraction(student, teacher)`` returns the student's parameter count divided by
     the teacher's (every parameter: conv and linear weights, biases and BatchNorm's gamma and beta)."""
