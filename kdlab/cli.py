@@ -6,11 +6,13 @@
     kdlab book [RUN_DIR] [--out DIR] [--force]
     kdlab list
     kdlab classroom release OUT [NOTEBOOK ...] [--no-execute]
+    kdlab classroom grade SUBMISSIONS [--out grades.csv] [--timeout S] [-j N] [--notebooks NB ...] [--force]
 
 ``run`` shows one progress bar over the notebooks' cells, then one line per notebook
 with its time and headline result (or ``FAILED`` and why); ``book`` renders a run
 (default: the newest) as a static website (:mod:`kdlab.book`). ``classroom release``
-writes the student and instructor versions of the notebooks (:mod:`kdlab.classroom`).
+writes the student and instructor versions of the notebooks, ``classroom grade`` grades a
+class's submissions into a CSV file and a feedback page per student (:mod:`kdlab.classroom`).
 
 Bad input (an unknown parameter, a value of the wrong type or out of range, a missing
 notebook, an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before
@@ -82,6 +84,17 @@ def _parser() -> argparse.ArgumentParser:
     rel.add_argument("notebooks", nargs="*", help="only these notebooks (e.g. 01 03; default: all)")
     rel.add_argument("--no-execute", action="store_true",
                      help="skip the smoke-mode run that proves every check passes with the solutions")
+    gr = room_sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<notebook>.ipynb into a CSV file and a "
+                             "feedback page per student; each submission runs in its own process and folder")
+    gr.add_argument("submissions", metavar="SUBMISSIONS", help="a folder with one folder per student")
+    gr.add_argument("--out", default="grades.csv", help="the CSV file to write (default grades.csv); the feedback "
+                    "pages go to <its name>_feedback/")
+    gr.add_argument("--timeout", type=float, default=None, metavar="S",
+                    help="seconds each notebook may run before it is stopped (default 300)")
+    gr.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    gr.add_argument("--notebooks", nargs="+", metavar="NB", help="the notebooks every student should hand in "
+                    "(e.g. 03 08; default: every course notebook found in any student's folder)")
+    gr.add_argument("--force", action="store_true", help="replace an existing --out file and its feedback pages")
     return parser
 
 
@@ -99,7 +112,11 @@ def _classroom(args) -> int:
     from . import classroom  # imported here: only this command needs it
     from .classroom.release import ReleaseError
 
-    # release (stage 2 adds grade)
+    if args.classroom_command == "grade":
+        options = {} if args.timeout is None else {"timeout": args.timeout}
+        classroom.grade(Path(args.submissions), Path(args.out), notebooks=args.notebooks, jobs=args.jobs,
+                        force=args.force, **options)
+        return 0  # a class is graded whatever its submissions do; what happened is in the CSV file
     try:
         out = classroom.release(Path(args.out), args.notebooks or None, execute=not args.no_execute)
     except ReleaseError as err:

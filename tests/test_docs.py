@@ -93,3 +93,24 @@ def test_run_times_in_readme_and_instructors_come_from_the_course():
                 wrong.append(f"{doc.name}: no line names {stem} with its run time {want!r}")
             wrong += [f"{doc.name}: expected {want!r} for {stem}: {line}" for line in quoted if want not in line]
     assert not wrong, "run times disagree with kdlab.course.LESSONS:\n" + "\n".join(wrong)
+
+
+CATALOGUE_ROW = re.compile(r"^\| `(\d\d_\w+)` \| `(\w+)` \| (\d+) \| (.+) \|$", flags=re.M)
+
+
+def test_the_exercise_catalogue_in_instructors_matches_kdlab_classroom():
+    from kdlab.classroom import EXERCISES  # the one source of the exercises; the table quotes it
+
+    text = INSTRUCTORS.read_text(encoding="utf-8")
+    found = [(nb, ex, int(points)) for nb, ex, points, _ in CATALOGUE_ROW.findall(text)]
+    want = [(ex.notebook, ex.id, ex.points) for ex in EXERCISES]
+    rows = "\n".join(f"| `{nb}` | `{ex}` | {points} | <what it checks> |" for nb, ex, points in want)
+    assert found == want, f"docs/INSTRUCTORS.md's exercise catalogue disagrees with kdlab.classroom; its rows:\n{rows}"
+    assert all(what.strip() for *_, what in CATALOGUE_ROW.findall(text)), "every exercise says what it checks"
+    assert f"{sum(ex.points for ex in EXERCISES)} points in all" in text
+
+
+def test_instructors_says_grading_is_isolation_not_a_sandbox():
+    text = " ".join(INSTRUCTORS.read_text(encoding="utf-8").split())
+    assert "Isolation, not a security sandbox" in text and "user rights" in text
+    assert "def my_" not in text, "the solutions live in the catalogue, not in docs that students can read"
