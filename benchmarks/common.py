@@ -67,3 +67,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs, not speed")
     return p
+
+
+def parse_with_device(description: str, argv, device_help: str):
+    """The arguments of a CPU-first benchmark (``--quick``, ``--device``, default cpu) and its torch device."""
+    import kdlab
+
+    p = parser(description)
+    p.add_argument("--device", default="cpu", help=device_help)
+    args = p.parse_args(argv)
+    return args, kdlab.devices.resolve(args.device)

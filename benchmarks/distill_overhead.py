@@ -117,8 +117,8 @@ def default_adamw():
     the fused one: shows what the switch changed (benchmarks/optimizer_step.py)."""
     make = kdlab.train.make_optimizer
 
-    def unfused(name, model, *, lr, weight_decay, momentum=0.9):
-        params = [p for p in model.parameters() if p.requires_grad]
+    def unfused(name, model, *, lr, weight_decay, momentum=0.9, extra=()):
+        params = [p for p in model.parameters() if p.requires_grad] + [p for p in extra if p.requires_grad]
         if name == "adamw":
             return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
         return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)

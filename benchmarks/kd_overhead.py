@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median, parser, ratio_stats, table  # noqa: E402
+from common import machine, median, parse_with_device, ratio_stats, table  # noqa: E402
 
 import kdlab  # noqa: E402
 from kdlab.objectives import CrossEntropy, Distillation  # noqa: E402
@@ -42,10 +42,7 @@ TARGET = 1.08  # a KD epoch with cached logits, ÷ a CE epoch (issue "One loop a
 
 
 def main(argv=None) -> str:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("--device", default="cpu", help="cpu (default; the target's machine) or cuda")
-    args = p.parse_args(argv)
-    device = kdlab.devices.resolve(args.device)
+    args, device = parse_with_device(__doc__.splitlines()[0], argv, "cpu (default; the target's machine) or cuda")
     # Quick mode checks that the script runs, in seconds: 1,024 of the images, 3 rounds of 2 epochs
     # (the first of each timed). Its ratio is noisy; the issue's number is the full run's.
     epochs, rounds = (2, 3) if args.quick else (4, 9)

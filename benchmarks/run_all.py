@@ -16,6 +16,7 @@ import distill_overhead  # noqa: E402
 import kd_attribution  # noqa: E402
 import kd_overhead  # noqa: E402
 import layout  # noqa: E402
+import lm_throughput  # noqa: E402
 import long_run_drift  # noqa: E402
 import loop_throughput  # noqa: E402
 import optimizer_step  # noqa: E402
@@ -39,6 +40,7 @@ def main(argv=None) -> None:
     parts.append(kd_overhead.main(quick))
     parts.append(distill_overhead.main(quick))
     parts.append(kd_attribution.main(quick))
+    parts.append(lm_throughput.main(quick))
     if not args.skip_lessons:
         parts.append(sweep_threads.main(quick))
         parts.append(time_to_lesson.main(quick + (["--keep", args.keep] if args.keep else [])))

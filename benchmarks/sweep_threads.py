@@ -5,7 +5,7 @@
 Times the issue's example sweep, `kdlab sweep notebooks/04_student_comparison.ipynb
 -p temperature 1 4 -p seed 0 1 --smoke`, three ways, alternating round by round:
   -j 2, shared:    kdlab's default: each parallel kernel gets cores / 2 threads
-                   (OMP_NUM_THREADS and friends, set by runner._share_cores);
+                   (OMP_NUM_THREADS and friends, set by kdlab.sweeps.point_environment);
   -j 2, unshared:  the same with OMP_NUM_THREADS=<cores> preset, so each kernel starts
                    one thread per core, as kdlab did before;
   -j 1:            one point after another.

@@ -10,7 +10,9 @@ the notebooks' plumbing, figures, explorers and exercise checks; ``runner`` the
 ``kdlab`` command's runs and sweeps; ``book`` a run rendered as a static site;
 ``classroom`` the exercises' solutions and autograder tests, and the student and
 instructor versions of the notebooks; ``transfer``, ``adversarial``, ``transplant``,
-``interpretable``, ``compress`` the variants of notebooks 05-09.
+``interpretable``, ``compress`` the variants of notebooks 05-09; ``pitfalls`` the
+classic mistakes that notebook 10 measures; ``text``, ``seqmodels``, ``lm`` the corpora,
+language models and language-model distillation of notebook 12.
 
 Importing kdlab only defines things: it starts no threads and runs no torch work.
 ``plots``, ``widgets`` and ``classroom`` load on first use (``kdlab.plots.plot_history``):
@@ -21,8 +23,8 @@ the first two import matplotlib's pyplot and ipywidgets, which only notebooks ne
 import importlib
 
 from . import (adversarial, checkpoint, checks, compress, course, data, devices, errors, experiments, files, inference,
-               interpretable, lab, losses, metrics, models, objectives, teacher, train, transfer, transplant,
-               validate)
+               interpretable, lab, lm, losses, metrics, models, objectives, pitfalls, seqmodels, teacher, text, train,
+               transfer, transplant, validate)
 
 __version__ = "0.1.0"
 
@@ -36,5 +38,5 @@ def __getattr__(name: str):
 
 
 __all__ = ["adversarial", "checkpoint", "checks", "classroom", "compress", "course", "data", "devices", "errors",
-           "experiments", "files", "inference", "interpretable", "lab", "losses", "metrics", "models", "objectives", "plots", "teacher", "train", "transfer",
+           "experiments", "files", "inference", "interpretable", "lab", "lm", "losses", "metrics", "models", "objectives", "pitfalls", "plots", "seqmodels", "teacher", "text", "train", "transfer",
            "transplant", "validate", "widgets", "__version__"]

@@ -1,8 +1,10 @@
 """The ``kdlab`` command line (also ``python -m kdlab``): run, sweep, report, book, list, classroom.
 
     kdlab run [NOTEBOOK ...] [-p NAME VALUE ...] [-f params.yaml] [--smoke] [--out DIR]
+    kdlab run --resume RUN_DIR
     kdlab sweep NOTEBOOK -p temperature 1 2 4 8 -p seed 0 1 2 [-j N] [--smoke] [--out DIR] [--metric NAME]
-    kdlab report RUN_DIR
+                [--scheduler tcp://HOST:PORT [--shared-dir DIR]]
+    kdlab report RUN_DIR [--baseline NAME=VALUE] [--metric NAME ...]
     kdlab book [RUN_DIR] [--out DIR] [--force]
     kdlab list
     kdlab classroom release OUT [NOTEBOOK ...] [--no-execute]
@@ -17,15 +19,20 @@ class's submissions into a CSV file and a feedback page per student (:mod:`kdlab
 Bad input (an unknown parameter, a value of the wrong type or out of range, a missing
 notebook, an empty grid) stops with ``kdlab: error: ...`` and exit code 2 before
 anything runs; so does ``book`` without a run folder, or with a book already there.
+
+Ctrl-C stops ``run`` and ``sweep`` cleanly with one line (what finished, what did not,
+and the command that resumes) and exit code 130; a second Ctrl-C stops at once
+(:mod:`kdlab.interrupts`). ``report`` writes a page to share (:mod:`kdlab.report`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from . import book, lab, runner
+from . import book, interrupts, lab, report, runner, sweeps
 from .errors import KdlabError
 
 
@@ -55,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--smoke", action="store_true", help="smoke mode: seconds per notebook, on digits "
                      "(also when KDLAB_SMOKE=1)")
     run.add_argument("--out", help="parent folder of the new run folder (default: runs/, or $KDLAB_RUNS)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="run, in RUN_DIR, the notebooks of that run that did not "
+                     "finish (after Ctrl-C or a failure), with its own parameters")
 
     sw = sub.add_parser("sweep", help="run one notebook over a grid of parameters, resumably")
     sw.add_argument("notebook")
@@ -65,9 +74,18 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--smoke", action="store_true", help="smoke mode (also when KDLAB_SMOKE=1)")
     sw.add_argument("--out", help="parent folder of the sweep folder (default: runs/, or $KDLAB_RUNS)")
     sw.add_argument("--metric", help="metric for the summary figure (default: distilled_accuracy if present)")
+    sw.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the points on this Dask scheduler's workers "
+                    "(default: $KDLAB_SCHEDULER; needs kdlab[cluster], see kdlab.cluster)")
+    sw.add_argument("--shared-dir", metavar="DIR", help="with --scheduler: a folder every worker sees at the same "
+                    "path; the sweep folder goes there and the workers write into it (default: results are sent back)")
 
-    rep = sub.add_parser("report", help="render a run or sweep folder as report.md and report.html")
+    rep = sub.add_parser("report", help="render a run or sweep folder as report.html (one self-contained page) "
+                         "and report.md")
     rep.add_argument("run_dir")
+    rep.add_argument("--baseline", action="append", metavar="NAME=VALUE",
+                     help="compare every setting of a sweep with this one, paired by seed (e.g. temperature=1)")
+    rep.add_argument("--metric", action="append", default=[], metavar="NAME",
+                     help="a metric to show (repeat for several; default: the notebook's main results)")
 
     bk = sub.add_parser("book", help="render a run's executed notebooks as a static HTML site (default: <run>/book)")
     bk.add_argument("run_dir", nargs="?", help="run folder (default: the newest run-* under runs/, or $KDLAB_RUNS)")
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "classroom":
             return _classroom(args)
         if args.command == "report":
-            md, html_path = runner.report(Path(args.run_dir))
+            md, html_path = report.write(Path(args.run_dir), baseline=args.baseline, metrics_=args.metric)
             print(f"wrote {md} and {html_path}")
             return 0
         if args.command == "book":
@@ -148,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
                                force=args.force)
             print(f"wrote {index}")
             return 0
+        if args.command == "run" and args.resume:
+            if args.notebooks or args.param or args.file or args.smoke or args.out:
+                raise KdlabError("--resume RUN_DIR takes no notebooks, parameters, --smoke or --out: they come from "
+                                 "RUN_DIR/run.json.")
+            folder, ok = runner.resume_run(Path(args.resume))
+            print(f"run folder: {folder}\nas a website: kdlab book {folder}   (or: make book)")
+            return 0 if ok else 1
         if args.command == "run":
             notebooks = [runner.resolve_notebook(n) for n in args.notebooks] or runner.sequence()
             if not notebooks:
@@ -168,13 +193,32 @@ def main(argv: list[str] | None = None) -> int:
             grid[name] = [runner.parse_value(v) for v in values]
         if args.jobs < 1:
             raise KdlabError(f"-j/--jobs={args.jobs} must be at least 1.")
-        folder, failed = runner.sweep(notebook, grid, fixed, smoke=lab.smoke_mode(args.smoke), out=_out(args),
-                                      jobs=args.jobs, metric=args.metric)
+        scheduler, pool = args.scheduler or os.environ.get("KDLAB_SCHEDULER"), None
+        if scheduler or args.shared_dir:  # a Dask cluster runs the points (kdlab.cluster)
+            from . import cluster  # imported here: it needs the optional kdlab[cluster] extra
+            pool = cluster.connect(scheduler, shared_dir=args.shared_dir, jobs=args.jobs, out=args.out)
+        try:
+            folder, failed = sweeps.sweep(notebook, grid, fixed, smoke=lab.smoke_mode(args.smoke),
+                                          out=Path(args.shared_dir) if args.shared_dir else _out(args), jobs=args.jobs,
+                                          metric=args.metric, argv=["kdlab", *argv],
+                                          executor=pool.run_points if pool else None)
+        finally:
+            if pool:
+                pool.close()
         print(f"sweep folder: {folder}")
         return 1 if failed else 0
     except (KdlabError, FileNotFoundError, ValueError, TypeError) as err:
         print(f"kdlab: error: {err}", file=sys.stderr)
         return 2
+    except interrupts.Interrupted as stop:  # Ctrl-C while notebooks ran: what finished, and how to resume
+        print(f"\nkdlab: {stop}", file=sys.stderr)
+        # Everything is written; Python's own shutdown can still take seconds (torch, zmq), and
+        # another Ctrl-C then should not print a traceback from deep inside it.
+        interrupts.exit_quietly_on_interrupt()
+        return interrupts.EXIT_STATUS
+    except KeyboardInterrupt:  # Ctrl-C before any notebook ran, or while a report or a book was written
+        print("\nkdlab: interrupted; no notebook was running.", file=sys.stderr)
+        return interrupts.EXIT_STATUS
 
 
 if __name__ == "__main__":

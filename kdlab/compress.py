@@ -184,7 +184,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     first, so pruned zeros stay zero. The result runs on the CPU only and cannot be trained.
 
     torch 2.14 marks ``torch.ao.quantization`` as deprecated (it points to the ``torchao``
-    package, not installed here) but it works; expect a ``DeprecationWarning``.
+    package, not installed here) but it works. A notebook shows a ``UserWarning`` that the
+    quantized tensor creation functions (``torch.quantize_per_tensor``) are deprecated; the
+    ``DeprecationWarning`` of ``torch.ao.quantization`` itself is hidden by Python's default filters.
     """
     _validate_model(model)
     if not any(isinstance(m, nn.Linear) for m in model.modules()):
@@ -293,29 +295,49 @@ def _point_xy(point, index: int, cost: str, value: str) -> tuple[float, float]:
     return float(x), float(y)
 
 
-def pareto_front(points: Sequence, *, cost: str = "size", value: str = "accuracy") -> list:
+def pareto_front(points: Sequence, *, cost: str = "size", value: str = "accuracy", cost_tolerance: float = 0.0,
+                 value_tolerance: float = 0.0, cost_rel_tolerance: float = 0.0) -> list:
     """The points that no other point beats on both axes, sorted by increasing cost.
 
     A point is *dominated* when another has a cost at most as large and a value at least as
     large, and is strictly better in one of the two (lower cost is better, higher value is
     better: e.g. size in bytes against test accuracy). Identical points do not dominate each
-    other, so both stay.
+    other, so both stay. "Strictly better" means by more than float noise
+    (:data:`kdlab.experiments.FLOAT_NOISE`, relative) plus the tolerance: the front never
+    splits on 0.97033336 against 0.97033334.
 
     Args:
         points: ``(cost, value)`` pairs, or mappings with the keys ``cost`` and ``value``
             (e.g. result rows ``{"label": ..., "size": ..., "accuracy": ...}``).
         cost, value: the keys to read from mapping points.
+        cost_tolerance, value_tolerance: differences up to these (in the axes' units) do not
+            count, e.g. the seed spread of an accuracy.
+        cost_rel_tolerance: cost differences up to this fraction of the larger cost do not count
+            either, e.g. :data:`kdlab.experiments.TIMING_NOISE` for latencies.
 
     Returns:
         the non-dominated points themselves (the same objects), cheapest first.
     """
+    from .experiments import FLOAT_NOISE
+
     if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Sequence):
         raise ParameterTypeError(f"points must be a list of (cost, value) pairs or of mappings, "
                                  f"got {type(points).__name__}.")
+    for name, tol in (("cost_tolerance", cost_tolerance), ("value_tolerance", value_tolerance),
+                      ("cost_rel_tolerance", cost_rel_tolerance)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
+            raise ParameterError(f"{name}={tol!r} must be a finite number, 0 or more.")
     xy = [_point_xy(p, i, cost, value) for i, p in enumerate(points)]
+
+    def apart(u: float, v: float, tol: float, rel: float = 0.0) -> float:  # how far u lies beyond v, noise removed
+        return u - v - tol - max(FLOAT_NOISE, rel) * max(abs(u), abs(v))
+
+    ct, cr, vt = cost_tolerance, cost_rel_tolerance, value_tolerance
     front = []
     for i, (xi, yi) in enumerate(xy):
-        dominated = any(xj <= xi and yj >= yi and (xj < xi or yj > yi) for xj, yj in xy)
+        dominated = any(apart(xj, xi, ct, cr) <= 0 and apart(yi, yj, vt) <= 0
+                        and (apart(xi, xj, ct, cr) > 0 or apart(yj, yi, vt) > 0)
+                        for xj, yj in xy)
         if not dominated:
             front.append(i)
     front.sort(key=lambda i: (xy[i][0], -xy[i][1]))

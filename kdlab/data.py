@@ -319,23 +319,37 @@ def default_root() -> Path:
 
 
 def load(name: str = "mnist-5k", *, seed: int = 0, root: str | os.PathLike | None = None,
-         download: bool = False, val_fraction: float = 0.1) -> Dataset:
+         download: bool = False, val_fraction: float = 0.1, context: int | None = None) -> Dataset:
     """Load a dataset by name, split into train/val/test, on the CPU.
 
     Args:
         name: one of ``digits``, ``mnist-5k`` (offline, always available), ``mnist``,
-            ``fashion-mnist``, ``cifar10``, ``cifar100`` (torchvision files under ``root``).
-        seed: chooses the validation images; the test split does not depend on it.
+            ``fashion-mnist``, ``cifar10``, ``cifar100`` (torchvision files under ``root``);
+            or a text corpus for language models, ``pydoc`` or ``synthetic`` (offline,
+            :mod:`kdlab.text`: contiguous-block splits of ``context``-character windows).
+        seed: chooses the validation images; the test split does not depend on it (text
+            splits are fixed blocks: seed changes nothing).
         root: folder of the torchvision files (default: ``data/``, or ``$KDLAB_DATA``).
         download: allow torchvision to download missing files. Nothing touches the
             network unless this is True.
-        val_fraction: share of the non-test images held out for validation, per class.
+        val_fraction: share of the non-test images held out for validation, per class
+            (for text: of each block's non-test characters).
+        context: text only, the window length in characters (default 64).
     """
-    validate.choice("name", name, NAMES)
+    from . import text  # text builds on this module's Split and Dataset
+
+    validate.choice("name", name, NAMES + text.NAMES)
     validate.integer("seed", seed, low=0)
     validate.real("val_fraction", val_fraction, low=0.0, high=0.5, low_open=True)
     if not isinstance(download, bool):
         raise validate.ParameterTypeError(f"download must be True or False, got {download!r}.")
+    if name in text.NAMES:
+        ds = text.load(name, context=64 if context is None else context, val_fraction=val_fraction)
+        ds.seed = seed
+        return ds
+    if context is not None:
+        raise ParameterError(f"context={context!r} is for text corpora ({', '.join(text.NAMES)}); "
+                             f"dataset {name!r} holds images.")
     info: dict = {}
     if name in OFFLINE:
         x, y, class_names = _digits_arrays() if name == "digits" else _mnist5k_arrays()

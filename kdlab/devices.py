@@ -87,6 +87,21 @@ def channels_last_pays(device: torch.device) -> bool:
             and platform.machine().lower() in ("x86_64", "amd64"))
 
 
+def channels_last_for(model: nn.Module, device: torch.device) -> bool:
+    """Whether to run ``model`` in channels_last on ``device``: a convolutional model where that
+    pays (:func:`channels_last_pays`), unless oneDNN's NHWC kernels would break on it.
+
+    oneDNN's 1x1 strided convolution computes wrong weight gradients, hangs or crashes in NHWC
+    when the input has fewer channels than its block (8 with AVX2, 16 with AVX-512): oneDNN
+    issue #6035. A ResNet narrower than 16 has such a shortcut, so it stays in NCHW on the CPU.
+    """
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs or not channels_last_pays(device):
+        return False
+    return device.type != "cpu" or not any(
+        c.kernel_size == (1, 1) and c.stride != (1, 1) and c.in_channels < 16 for c in convs)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 matrix products in hardware (Intel AMX or the
     AVX512-BF16 instructions, read from ``/proc/cpuinfo``; False where that cannot be
@@ -174,15 +189,15 @@ def tuned(model: nn.Module, device: torch.device, *, amp: bool | None = None, ch
     """Every device-specific speed setting for training ``model`` on ``device``, undone after the block:
 
     * ``amp``: bf16 autocast (``None``: on CUDA only; :func:`resolve_amp`);
-    * ``channels_last``: the NHWC layout for convolutional models (``None``: where it pays,
-      :func:`channels_last_pays`); the model is left in it, as inference restores layouts itself;
+    * ``channels_last``: the NHWC layout for convolutional models (``None``: where it pays and
+      is safe, :func:`channels_last_for`); the model is left in it, as inference restores layouts itself;
     * ``compile``: ``torch.compile`` the forward pass, falling back to eager if that fails;
     * ``cudnn.benchmark`` on CUDA (fixed input shapes: cuDNN picks the fastest kernels);
     * denormals flushed to zero on the CPU (:func:`flush_denormals`).
     """
     use_amp = resolve_amp(amp, device)
     if channels_last is None:
-        channels_last = channels_last_pays(device) and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        channels_last = channels_last_for(model, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     forward = compiled(model) if compile else model

@@ -51,3 +51,8 @@ class NonFiniteLossError(KdlabError, FloatingPointError):
         super().__init__(message)
         self.epoch = epoch
         self.batch = batch
+
+
+class ClusterError(KdlabError, ConnectionError):
+    """A Dask cluster cannot take a sweep: its scheduler is unreachable, it has no workers,
+    or its workers lack this kdlab version or the shared folder (:mod:`kdlab.cluster`)."""

@@ -26,10 +26,6 @@ def eval_batch_size(device: torch.device) -> int:
     return 256 if device.type == "cpu" else 1024
 
 
-def has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
-
-
 @contextlib.contextmanager
 def memory_format(model: nn.Module, channels_last: bool) -> Iterator[None]:
     """``model`` in the channels_last memory format inside the block, and as it was after it,
@@ -62,10 +58,11 @@ def output_classes(model: nn.Module, split: Split, device: torch.device, role: s
             "Build it with input_shape=ds.input_shape.") from err
     finally:
         model.train(was_training)
-    if out.dim() != 2:
+    if out.dim() < 2:
         raise IncompatibleModelError(f"{role} {type(model).__name__} returns shape {tuple(out.shape)}; "
-                                     "expected logits of shape (batch, num_classes).")
-    return int(out.shape[1])
+                                     "expected logits of shape (batch, num_classes), or (batch, length, vocabulary) "
+                                     "for text.")
+    return int(out.shape[-1])
 
 
 def validate_classes(model: nn.Module, split: Split, num_classes: int | None, device: torch.device,
@@ -85,10 +82,11 @@ def validate_classes(model: nn.Module, split: Split, num_classes: int | None, de
 
 def predict_logits(model: nn.Module, split: Split, *, batch_size: int | None = None,
                    device: torch.device | None = None, amp: bool = False) -> torch.Tensor:
-    """Float32 logits ``(N, K)`` of ``model`` on ``split`` (eval mode, no grad), on ``device``.
+    """Float32 logits ``(N, K)`` of ``model`` on ``split`` (eval mode, no grad), on ``device``;
+    ``(N, L, V)`` for a language model on a text split.
 
     ``batch_size=None`` picks :func:`eval_batch_size`. A convolutional model runs in
-    channels_last where that pays (:func:`kdlab.devices.channels_last_pays`), and is
+    channels_last where that pays (:func:`kdlab.devices.channels_last_for`), and is
     left in the memory format it came in."""
     if not isinstance(model, nn.Module):
         raise validate.ParameterTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -99,7 +97,7 @@ def predict_logits(model: nn.Module, split: Split, *, batch_size: int | None = N
     split = split.to(device)
     if len(split) == 0:
         return torch.empty(0, 0, device=device)
-    use_cl = has_conv(model) and devices.channels_last_pays(device)
+    use_cl = devices.channels_last_for(model, device)
     layout = torch.channels_last if use_cl else torch.contiguous_format
     was_training = model.training
     model.eval()
@@ -108,15 +106,15 @@ def predict_logits(model: nn.Module, split: Split, *, batch_size: int | None = N
         # Converted outside inference_mode: weights made inside it could not be trained afterwards.
         with memory_format(model, use_cl), torch.inference_mode(), devices.autocast(device, amp):
             for batch in split.batches(batch_size, memory_format=layout):
-                out.append(model(batch.x).float())  # (b, K)
+                out.append(model(batch.x).float())  # (b, K) or (b, L, V)
     finally:
         model.train(was_training)
     logits = torch.cat(out)
-    if logits.dim() != 2:
+    if logits.dim() < 2:
         raise IncompatibleModelError(f"model {type(model).__name__} returns shape {tuple(logits.shape)}; "
                                      "expected logits of shape (batch, num_classes).")
-    if int(split.y.max()) >= logits.shape[1]:
-        raise IncompatibleModelError(f"model {type(model).__name__} outputs {logits.shape[1]} logits but split "
+    if int(split.y.max()) >= logits.shape[-1]:
+        raise IncompatibleModelError(f"model {type(model).__name__} outputs {logits.shape[-1]} logits but split "
                                      f"{split.name!r} has label {int(split.y.max())}; build the model with "
                                      "num_classes=ds.num_classes.")
     return logits

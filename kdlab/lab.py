@@ -26,7 +26,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import checkpoint, course, data, metrics, models, train
+from . import checkpoint, course, data, experiments, metrics, models, train
 from .errors import ParameterError, ParameterTypeError
 from .files import new_folder, write_json
 
@@ -195,15 +195,25 @@ class Run:
         plt.show()
 
     def record(self, **results) -> None:
-        """Write ``results`` (with the parameters and the run time) to ``<out>/metrics.json``.
+        """Write ``results`` (with the parameters, the run time and the verdicts printed) to
+        ``<out>/metrics.json``, and print the headline and this run's own time.
 
-        Returns nothing, so the notebook's last line shows no value; the path is printed.
+        ``verdicts`` lists every sentence and phrase the :mod:`kdlab.experiments` verdict
+        helpers made during the run: the smoke test checks that every verdict the notebook
+        printed is one of them. Returns nothing, so the notebook's last line shows no value.
         """
+        if "verdicts" in results:
+            raise ParameterError("run.record(verdicts=...) is reserved: the verdicts are recorded automatically.")
+        seconds = self.seconds
         record = {"notebook": self.name, "smoke": self.smoke, "at_defaults": self.at_defaults,
-                  "seconds": round(self.seconds, 1), "params": self.params, **results}
+                  "seconds": round(seconds, 1), "params": self.params, **results,
+                  "verdicts": experiments.verdicts_said()}
         path = write_metrics(self.out, record)
         line = course.headline(self.name, record)
-        print(f"{self.title}: {line + '. ' if line else ''}Results saved to {path} ({self.seconds / 60:.1f} min).")
+        quoted = course.lesson(self.name).minutes
+        print(f"{self.title}: {line + '. ' if line else ''}Results saved to {path}.")
+        print(f"This run took {seconds / 60:.1f} min" + ("." if self.smoke else
+              f" (the course quotes about {quoted:g} min at the default settings on a 2-core CPU)."))
 
 
 def start(namespace: dict, name: str) -> Run:
@@ -226,6 +236,7 @@ def start(namespace: dict, name: str) -> Run:
     at_defaults = not smoke and all(values[k] == defaults[k] for k in defaults if k not in _NOT_SETTINGS)
     out = output_folder(values.get("output_dir", ""), lesson.name)
     run = Run(lesson.name, f"{lesson.number} · {lesson.title}", values, out, smoke, at_defaults)
+    experiments.forget_verdicts()  # a fresh list for this run's metrics.json (see Run.record)
     mode = "smoke mode (seconds, on digits)" if smoke else ("default settings" if at_defaults else "your settings")
     print(f"{run.title}: {mode}; results go to {out}")
     return run

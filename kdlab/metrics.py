@@ -23,6 +23,7 @@ from .data import Split
 from .errors import ParameterError
 from .errors import IncompatibleModelError
 from .inference import predict_logits
+from .losses import IGNORE_INDEX
 
 
 def _model_device(model: nn.Module, device) -> torch.device:
@@ -93,15 +94,25 @@ def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None
     model's forward pass, and ``teacher_logits`` (``predict_logits(teacher, split)``)
     to skip the teacher's, e.g. when many students are scored against one teacher.
     ``batch_size=None`` picks :func:`kdlab.inference.eval_batch_size`.
+
+    On a text split (:mod:`kdlab.text`) the logits are ``(N, L, V)`` and every position that
+    is not padding counts as one example: ``accuracy`` is next-character accuracy, ``nll``
+    is in nats per character (divide by ln 2 for bits per character) and ``n`` counts characters.
     """
     device = _model_device(model, device)
     if logits is None:
         logits = predict_logits(model.to(device), split, batch_size=batch_size, device=device)
     for name, given in (("logits", logits), ("teacher_logits", teacher_logits)):
-        if given is not None and (given.dim() != 2 or given.shape[0] != len(split)):
+        if given is not None and (given.dim() != split.y.dim() + 1 or given.shape[0] != len(split)):
             raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must be (examples, classes) with one "
                                  f"row per example of the split ({len(split)} rows).")
     y = split.y.to(logits.device)
+    if logits.dim() == 3:  # text: keep the positions that are not padding, one row each
+        if teacher_logits is None and teacher is not None:
+            teacher_logits = predict_logits(teacher.to(device), split, batch_size=batch_size, device=device)
+        scored = y != IGNORE_INDEX
+        logits, y = logits[scored], y[scored]
+        teacher_logits = teacher_logits.to(scored.device)[scored] if teacher_logits is not None else None
     num_classes = logits.shape[1]
     if len(y) and int(y.max()) >= num_classes:
         raise IncompatibleModelError(f"the model outputs {num_classes} logits but split {split.name!r} has label "

@@ -23,6 +23,7 @@ from torch import nn
 from . import validate
 from .errors import ParameterError, ParameterTypeError
 from .files import jsonable
+from .seqmodels import GRULM, TransformerLM
 
 
 class MLP(nn.Module):
@@ -101,6 +102,17 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
         return self.head(self.features(x))
 
+    @property
+    def stages(self) -> list[nn.Module]:
+        """The modules whose outputs end each stage, shallow to deep: the pooled feature maps
+        (B, C_s, H_s, W_s) that feature distillation hooks into (:mod:`kdlab.objectives`)."""
+        return [m for m in self.features if isinstance(m, nn.MaxPool2d)]
+
+    @property
+    def embedding_layer(self) -> nn.Module:
+        """The module whose output is the (B, fc) representation the last layer classifies (before dropout)."""
+        return self.head[2]
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a shortcut; a 1x1 conv shortcut when the shape changes."""
@@ -145,8 +157,22 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, K)
         return self.head(self.blocks(self.stem(x)))
 
+    @property
+    def stages(self) -> list[nn.Module]:
+        """The last block of each of the three stages, shallow to deep: their outputs are the
+        feature maps (B, C_s, H_s, W_s) that feature distillation hooks into (:mod:`kdlab.objectives`)."""
+        n = len(self.blocks) // 3
+        return [self.blocks[n - 1], self.blocks[2 * n - 1], self.blocks[3 * n - 1]]
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet, "linear": Linear}
+    @property
+    def embedding_layer(self) -> nn.Module:
+        """The module whose output is the pooled (B, 4w) representation the last layer classifies."""
+        return self.head[1]
+
+
+# Language models (notebook 12) live in their own module; they read token ids of shape (context,).
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "cnn": CNN, "resnet": ResNet, "linear": Linear,
+                                                  "transformer": TransformerLM, "gru": GRULM}
 
 
 def names() -> list[str]:
@@ -166,18 +192,22 @@ def create(name: str, *, num_classes: int, input_shape: Sequence[int], seed: int
     Args:
         name: ``"mlp"`` (kwargs ``hidden=(800, 800)``, ``dropout=0.0``), ``"cnn"``
             (``channels=(32, 64)``, ``fc=256``, ``dropout=0.3``), ``"resnet"``
-            (``depth=20``, ``width=16``) or ``"linear"``.
-        num_classes: number of output logits.
-        input_shape: ``(C, H, W)`` of one input, e.g. ``ds.input_shape``.
+            (``depth=20``, ``width=16``) or ``"linear"``; for text (:mod:`kdlab.seqmodels`),
+            ``"transformer"`` (``d_model=128``, ``n_layers=4``, ``n_heads=4``, ``dropout=0.0``)
+            or ``"gru"`` (``d_model=32``, ``hidden_size=128``, ``n_layers=1``, ``dropout=0.0``).
+        num_classes: number of output logits (the vocabulary size for text).
+        input_shape: ``(C, H, W)`` of one input, e.g. ``ds.input_shape``; ``(context,)`` for text.
         seed: if given, the initial weights depend only on it (the global RNG is
             left as it was).
     """
     validate.choice("name", name, names())
     num_classes = validate.integer("num_classes", num_classes, low=2)
     input_shape = validate.int_tuple("input_shape", input_shape)
-    if len(input_shape) != 3:
-        raise ParameterError(f"input_shape={input_shape!r} must be (channels, height, width).")
     builder = _REGISTRY[name]
+    if len(input_shape) != getattr(builder, "input_rank", 3):
+        raise ParameterError(f"input_shape={input_shape!r} must be " + (
+            "(context,) for a language model, e.g. ds.input_shape of a text dataset."
+            if getattr(builder, "input_rank", 3) == 1 else "(channels, height, width)."))
     accepted = [p for p in inspect.signature(builder).parameters if p not in ("num_classes", "input_shape")]
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:

@@ -92,14 +92,28 @@ def plot_confusion(cm: torch.Tensor | np.ndarray, class_names: Sequence[str], *,
 
 def plot_reliability(curves: Mapping[str, dict], *, title: str = "reliability diagram"):
     """Accuracy against confidence per bin, one line per model (``curves`` maps a name to
-    :func:`kdlab.metrics.reliability` output). The diagonal is perfect calibration."""
-    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    :func:`kdlab.metrics.reliability` output), above the number of images in each bin.
+
+    The diagonal is perfect calibration. A point's accuracy is only as good as its bin is
+    full, so the lower panel shows every bin's count (log scale): with an accurate model most
+    images sit in the top bin, and the other points rest on a few images each. The legend sits
+    outside the axes, so it hides no point.
+    """
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6.8, 6.0), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
-    for name, rel in curves.items():
+    n_models = max(1, len(curves))
+    for k, (name, rel) in enumerate(curves.items()):
         used = rel["count"] > 0
-        ax.plot(rel["confidence"][used], rel["accuracy"][used], marker="o", label=f"{name} (ECE {rel['ece']:.3f})")
-    ax.set(xlabel="confidence", ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=8)
+        line, = ax.plot(rel["confidence"][used], rel["accuracy"][used], marker="o",
+                        label=f"{name} (ECE {rel['ece']:.3f})")
+        edges = np.asarray(rel["edges"])
+        width = (edges[1:] - edges[:-1]) / (n_models + 1)
+        ax_n.bar(edges[:-1] + width * (k + 0.5), rel["count"], width=width, align="edge", color=line.get_color(),
+                 label=name)
+    ax.set(ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax_n.set(xlabel="confidence (bins of equal width)", ylabel="images per bin\n(log scale)")
+    ax_n.set_yscale("log")
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -137,15 +151,18 @@ def plot_ci_lines(x: Sequence[float], series: Mapping[str, Sequence[Sequence[flo
                   reference: Sequence[float] | None = None, reference_label: str = "reference", logx: bool = False,
                   scale: float = 1.0, title: str | None = None, ax=None):
     """Mean ± 95% CI against ``x`` for each series (``series[name][i]`` = per-seed values at
-    ``x[i]``), with an optional reference band (mean ± CI of ``reference`` values)."""
+    ``x[i]``), with an optional reference: a band (mean ± CI) for several ``reference`` values,
+    a dashed line for a single one."""
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.8))
     if reference is not None:
         m, h = mean_ci([v * scale for v in reference])
-        h = 0.0 if np.isnan(h) else h
-        ax.axhspan(m - h, m + h, color="gray", alpha=0.25, label=f"{reference_label} (mean ± 95% CI)")
-        ax.axhline(m, color="gray", lw=1)
+        if len(reference) > 1:  # a band only where there is a spread to show
+            ax.axhspan(m - h, m + h, color="gray", alpha=0.25, label=f"{reference_label} (mean ± 95% CI)")
+            ax.axhline(m, color="gray", lw=1)
+        else:
+            ax.axhline(m, color="gray", lw=1.5, ls="--", label=reference_label)
     for name, values in series.items():
         stats = [mean_ci([v * scale for v in vs]) for vs in values]
         means = np.array([s[0] for s in stats])

@@ -1,22 +1,24 @@
-"""Running the notebooks with papermill: runs, sweeps, results tables and reports.
+"""Running notebooks with papermill: checked parameters, one execution, and runs.
 
 * ``run_notebooks`` executes notebooks in order into a new run folder (never an
-  existing one) with ``run.json`` recording parameters, versions, device, times and
+  existing one) with ``run.json`` recording parameters, versions, machine, times and
   each notebook's headline result (:func:`kdlab.course.headline` over its
   ``metrics.json``). One progress bar (:class:`CellProgress`) counts the run's cells
   and names the notebook and cell running; at the end one line per notebook gives its
   time and headline, or ``FAILED`` and the error (:func:`summary_lines`).
-* ``sweep`` executes one notebook over a Cartesian grid of parameters, in parallel,
-  resumably: its folder name is a hash of the grid, a point is done when its
-  ``metrics.json`` exists, and a failed point is retried on the next call.
-* ``aggregate`` writes ``results.csv`` and a mean ± 95% CI summary figure;
-  ``report`` renders a run or sweep folder as Markdown and HTML (``kdlab.book``
-  renders a run's executed notebooks as a website).
+  :func:`resume_run` (``kdlab run --resume RUN_DIR``) runs, in the same folder, the
+  notebooks of a run that did not finish.
+* :func:`execute` runs one notebook; :mod:`kdlab.sweeps` runs one notebook over a grid
+  of parameters, and :mod:`kdlab.report` renders a run or sweep folder as a page.
 
 Parameters are checked before anything runs: their types against papermill's own
 inspection of the notebook's ``parameters`` cell, with the rule the notebooks use
 (:func:`kdlab.lab.parameter_value`), then their ranges with the course's rules
 (:func:`kdlab.course.check_params`), so ``-p temperature -1`` stops at once.
+
+Ctrl-C stops a run cleanly (:mod:`kdlab.interrupts`): the notebook running is stopped,
+``run.json`` records what finished, and :class:`~kdlab.interrupts.Interrupted` carries
+the one line to show, with the command that resumes.
 
 Kernels are started with CurveZMQ transport encryption where the kernel supports it
 (:func:`kernel_config`); ipykernel otherwise prints a warning per kernel on stderr.
@@ -25,26 +27,18 @@ Kernels are started with CurveZMQ transport encryption where the kernel supports
 from __future__ import annotations
 
 import ast
-import csv
 import datetime as _dt
-import hashlib
-import html
-import io
-import itertools
 import json
-import math
 import os
 import platform
+import shlex
 import time
-import traceback
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from . import course
-from .errors import ParameterError
-from .experiments import summarize
-from .files import atomic_write, new_folder, write_json
+from . import course, interrupts
+from .errors import KdlabError, ParameterError
+from .files import new_folder, write_json
 from .lab import validate_params
 
 
@@ -138,6 +132,33 @@ def device_name() -> str:
     return devices.describe(devices.resolve("auto"))
 
 
+def _cpu_model() -> str:
+    try:  # Linux names the model here; platform.processor() is often empty or just "x86_64" there
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    """What ran the notebooks, for run.json, sweep.json and reports: device, CPU, usable cores, OS."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"device": device_name(), "cpu": _cpu_model(), "cores": cores, "platform": platform.platform()}
+
+
+#: The variables that set how many CPU threads a kernel's torch and BLAS start.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """CPU threads for each of ``jobs`` notebooks running at once: the cores shared out, at least 1."""
+    if cores is None:  # the cores this process may run on (a container may allow fewer than the machine has)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, jobs))
+
+
 def kernel_config():
     """traitlets settings for the kernels papermill starts: CurveZMQ keys where possible.
 
@@ -161,14 +182,17 @@ def execute(notebook: Path, executed: Path, parameters: dict, hooks: Mapping | N
     """Run one notebook with papermill in its own folder; returns the seconds it took.
 
     ``hooks`` are nbclient callbacks passed through papermill (``on_cell_start`` and the
-    like, see :meth:`CellProgress.start`).
+    like, see :meth:`CellProgress.start`). papermill runs in a helper thread, so that
+    Ctrl-C reaches kdlab rather than nbclient (:func:`kdlab.interrupts.call_in_thread`),
+    with a kernel manager that Ctrl-C can stop.
     """
     import papermill
 
     t0 = time.perf_counter()
-    papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
-                               kernel_name="python3", progress_bar=False, log_output=False,
-                               config=kernel_config(), **(hooks or {}))
+    interrupts.call_in_thread(
+        papermill.execute_notebook, str(notebook), str(executed), parameters=parameters, cwd=str(notebook.parent),
+        kernel_name="python3", progress_bar=False, log_output=False, config=kernel_config(),
+        kernel_manager_class=interrupts.kernel_manager_class(), **(hooks or {}))
     return time.perf_counter() - t0
 
 
@@ -259,297 +283,116 @@ def summary_lines(record: Mapping) -> list[str]:
         took = f"{entry['seconds'] / 60:5.1f} min" if "seconds" in entry else "    - min"
         if entry["status"] == "ok":
             text = entry.get("headline") or ""
+        elif entry["status"] == "interrupted":
+            text = "INTERRUPTED  (Ctrl-C)"
         else:
             text = f"FAILED  {entry.get('error', '')}  (traceback in {entry['notebook']})"
         lines.append(f"{Path(entry['notebook']).stem:<{width}}  {took}  {text}".rstrip())
     return lines
 
 
+def _now() -> str:
+    return _dt.datetime.now().isoformat(timespec="seconds")
+
+
 def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, smoke: bool, out: Path,
                   argv: Sequence[str] = ()) -> tuple[Path, bool]:
     """Execute ``notebooks`` in order into a new run folder; returns ``(folder, all_ok)``.
 
-    Prints a progress bar while it runs and :func:`summary_lines` at the end.
+    Prints a progress bar while it runs and :func:`summary_lines` at the end. Ctrl-C stops
+    it cleanly and raises :class:`~kdlab.interrupts.Interrupted`; :func:`resume_run` (``kdlab
+    run --resume FOLDER``) then runs what did not finish.
     """
     per_notebook = validate(params, notebooks)
     folder = new_folder(out, "run")
-    record = {"command": list(argv), "start": _dt.datetime.now().isoformat(timespec="seconds"),
-              "versions": versions(), "device": device_name(), "smoke": smoke, "notebooks": []}
+    record = {"command": list(argv), "start": _now(), "versions": versions(), "device": device_name(),
+              "machine": machine(), "smoke": smoke, "params": dict(params),
+              "planned": [str(nb.resolve()) for nb in notebooks], "notebooks": []}
     write_json(folder / "run.json", record)
+    return _run_into(folder, record, notebooks, per_notebook)
+
+
+def resume_run(folder: Path) -> tuple[Path, bool]:
+    """Run, in ``folder``, the notebooks of that run that did not finish (interrupted,
+    failed or not started), with the run's own parameters; returns ``(folder, all_ok)``."""
+    folder = Path(folder)
+    path = folder / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {str(folder)!r} is not a run folder: it has no run.json.")
+    record = json.loads(path.read_text())
+    if "planned" not in record:
+        raise KdlabError(f"{path} does not list the run's notebooks (an older kdlab wrote it), so it cannot be "
+                         "resumed; start a new run instead.")
+    notebooks = [Path(p) for p in record["planned"]]
+    for nb in notebooks:
+        if not nb.exists():
+            raise FileNotFoundError(f"notebook {str(nb)!r} of the run {str(folder)!r} no longer exists.")
+    finished = {e["notebook"] for e in record["notebooks"] if e["status"] == "ok"}
+    record["notebooks"] = [e for e in record["notebooks"] if e["notebook"] in finished]
+    todo = [nb for nb in notebooks if nb.name not in finished]
+    print(f"{len(notebooks)} notebooks, {len(notebooks) - len(todo)} already finished, {len(todo)} to run", flush=True)
+    if not todo:
+        return folder, True
+    record["resumed"] = [*record.get("resumed", []), _now()]
+    record.pop("end", None)
+    return _run_into(folder, record, todo, validate(record["params"], todo))
+
+
+def _interrupted_run(folder: Path, record: Mapping) -> str:
+    """The one line after Ctrl-C stopped a run: what finished, what did not, how to resume."""
+    status = {e["notebook"]: e["status"] for e in record["notebooks"]}
+    groups: dict[str, list[str]] = {"finished": [], "failed": [], "stopped": [], "not run": []}
+    for nb in [Path(p) for p in record["planned"]]:
+        state = status.get(nb.name)
+        groups[{"ok": "finished", "failed": "failed", "interrupted": "stopped"}.get(state, "not run")].append(nb.stem)
+    said = "; ".join(f"{what} {', '.join(names)}" for what, names in groups.items() if names)
+    return f"interrupted: {said}. Resume with: kdlab run --resume {shlex.quote(str(folder))}"
+
+
+def _run_into(folder: Path, record: dict, notebooks: Sequence[Path], per_notebook: Mapping[Path, dict]) -> tuple[Path, bool]:
     ok = True
+    smoke = record["smoke"]
+    order = {Path(p).name: i for i, p in enumerate(record["planned"])}
+    resume = f"Resume with: kdlab run --resume {shlex.quote(str(folder))}"
     progress = CellProgress(notebooks)
-    try:
-        for nb in notebooks:
-            chosen = dict(per_notebook[nb])
-            declared = inspect_parameters(nb)
-            if "checkpoint_dir" in declared and "checkpoint_dir" not in chosen:
-                # Each run keeps its own teacher, so a run never replaces the one the user trained.
-                chosen["checkpoint_dir"] = str((folder / "checkpoints").resolve())
-            output_dir = (folder / nb.stem).resolve()
-            chosen.update(output_dir=str(output_dir), smoke=smoke)
-            entry = {"notebook": nb.name, "parameters": chosen}
-            t0 = time.perf_counter()
-            try:
-                execute(nb, folder / nb.name, chosen, hooks=progress.start(nb))
-                entry.update(status="ok", headline=notebook_headline(nb.stem, output_dir))
-                progress.finish()
-            except Exception as err:  # noqa: BLE001 - recorded, reported, and the run goes on
-                ok = False
-                entry.update(status="failed", error=failure(err))
-                progress.finish(f"{nb.stem} FAILED: {entry['error']}")
-            entry["seconds"] = time.perf_counter() - t0
-            record["notebooks"].append(entry)
+    entry: dict | None = None
+    with interrupts.ctrl_c(lambda: resume):
+        try:
+            for nb in notebooks:
+                chosen = dict(per_notebook[nb])
+                declared = inspect_parameters(nb)
+                if "checkpoint_dir" in declared and "checkpoint_dir" not in chosen:
+                    # Each run keeps its own teacher, so a run never replaces the one the user trained.
+                    chosen["checkpoint_dir"] = str((folder / "checkpoints").resolve())
+                output_dir = (folder / nb.stem).resolve()
+                chosen.update(output_dir=str(output_dir), smoke=smoke)
+                entry = {"notebook": nb.name, "parameters": chosen, "status": "interrupted",
+                         "error": "interrupted (Ctrl-C)"}
+                t0 = time.perf_counter()
+                try:
+                    execute(nb, folder / nb.name, chosen, hooks=progress.start(nb))
+                    entry.update(status="ok", headline=notebook_headline(nb.stem, output_dir))
+                    entry.pop("error")
+                    progress.finish()
+                except Exception as err:  # noqa: BLE001 - recorded, reported, and the run goes on
+                    ok = False
+                    entry.update(status="failed", error=failure(err))
+                    progress.finish(f"{nb.stem} FAILED: {entry['error']}")
+                entry["seconds"] = time.perf_counter() - t0
+                record["notebooks"].append(entry)
+                entry = None
+                write_json(folder / "run.json", record)
+        except KeyboardInterrupt:
+            progress.close()
+            if entry is not None:  # the notebook that was running, or had just ended
+                record["notebooks"].append(entry)
+            record["notebooks"].sort(key=lambda e: order.get(e["notebook"], len(order)))
             write_json(folder / "run.json", record)
-    finally:
-        progress.close()
-    record["end"] = _dt.datetime.now().isoformat(timespec="seconds")
+            raise interrupts.Interrupted(_interrupted_run(folder, record)) from None
+        finally:
+            progress.close()
+    record["notebooks"].sort(key=lambda e: order.get(e["notebook"], len(order)))
+    record["end"] = _now()
     write_json(folder / "run.json", record)
     print("\n".join(summary_lines(record)), flush=True)
-    return folder, ok
-
-
-# --- sweeps ---------------------------------------------------------------------------------
-
-def point_name(point: Mapping[str, object]) -> str:
-    safe = lambda v: "".join(c if c.isalnum() or c in ".-_" else "_" for c in str(v))
-    return ",".join(f"{k}={safe(v)}" for k, v in point.items())
-
-
-def sweep_folder(out: Path, notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping, smoke: bool) -> Path:
-    key = json.dumps({"notebook": notebook.name, "grid": grid, "fixed": fixed, "smoke": smoke}, sort_keys=True,
-                     default=str)
-    return out / f"sweep-{notebook.stem}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
-
-
-def _run_point(notebook: str, folder: str, parameters: dict) -> tuple[str, str | None]:
-    """Worker: run one grid point; returns (folder, error text or None)."""
-    folder_path = Path(folder)
-    try:
-        execute(Path(notebook), folder_path / "executed.ipynb", parameters)
-        (folder_path / "error.txt").unlink(missing_ok=True)
-        return folder, None
-    except Exception:  # noqa: BLE001 - a failed point is recorded and retried next time
-        text = traceback.format_exc()
-        atomic_write(folder_path / "error.txt", lambda fh: fh.write(text))
-        return folder, text.strip().splitlines()[-1]
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """CPU threads for each of ``jobs`` notebooks running at once: the cores shared out, at least 1."""
-    if cores is None:  # the cores this process may run on (a container may allow fewer than the machine has)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, jobs))
-
-
-def _share_cores(threads: int) -> None:
-    """Worker initializer: kernels started by this worker use ``threads`` CPU threads.
-
-    Why: each kernel's torch otherwise starts one thread per core, so N kernels at once
-    run N times as many threads as there are cores, and every parallel operation waits
-    for threads another kernel has taken off the cores (measured in docs/BENCHMARKS.md,
-    section 3). A thread count the user set in the environment is kept.
-    """
-    for name in THREAD_VARIABLES:
-        os.environ.setdefault(name, str(threads))
-
-
-def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, object], *, smoke: bool, out: Path,
-          jobs: int = 1, metric: str | None = None, progress: bool = True) -> tuple[Path, list[str]]:
-    """Run the Cartesian ``grid`` (plus ``fixed`` parameters) of ``notebook``; returns the
-    sweep folder and the failed points' names. Finished points are skipped."""
-    if not grid:
-        raise ParameterError("the grid is empty: give at least one -p NAME VALUE [VALUE ...].")
-    for name, values in grid.items():
-        if not values:
-            raise ParameterError(f"parameter {name!r} has no values; the grid would be empty.")
-    spec = inspect_parameters(notebook)
-    checked_grid = {name: [validate({name: v}, [notebook])[notebook][name] for v in values]
-                    for name, values in grid.items()}
-    checked_fixed = validate(fixed, [notebook])[notebook]
-    folder = sweep_folder(out, notebook, checked_grid, checked_fixed, smoke)
-    folder.mkdir(parents=True, exist_ok=True)
-    points = [dict(zip(checked_grid, combo)) for combo in itertools.product(*checked_grid.values())]
-    write_json(folder / "sweep.json", {"notebook": str(notebook), "grid": checked_grid, "fixed": checked_fixed,
-                                        "smoke": smoke, "versions": versions(), "device": device_name()})
-    pending = []
-    for point in points:
-        pdir = folder / point_name(point)
-        if (pdir / "metrics.json").exists():
-            continue
-        pdir.mkdir(exist_ok=True)
-        params = {**checked_fixed, **point, "output_dir": str(pdir.resolve()), "smoke": smoke}
-        if "checkpoint_dir" in spec and "checkpoint_dir" not in params:
-            params["checkpoint_dir"] = str((folder / "checkpoints").resolve())
-        write_json(pdir / "parameters.json", params)
-        pending.append((str(notebook), str(pdir), params))
-    print(f"{len(points)} points, {len(points) - len(pending)} already finished, {len(pending)} to run", flush=True)
-    failures: dict[str, str] = {}
-    bar = None
-    if progress and pending:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(pending), desc="sweep", unit="point")
-
-    def done(result):
-        pdir, error = result
-        if error is not None:
-            failures[Path(pdir).name] = error
-        if bar is not None:
-            bar.update(1)
-
-    if pending:
-        # The first point runs alone so the teacher it may train is saved before the others start.
-        done(_run_point(*pending[0]))
-        rest = pending[1:]
-        if jobs > 1 and len(rest) > 1:
-            with ProcessPoolExecutor(max_workers=jobs, initializer=_share_cores,
-                                     initargs=(threads_per_job(jobs),)) as pool:
-                for future in as_completed([pool.submit(_run_point, *args) for args in rest]):
-                    done(future.result())
-        else:
-            for args in rest:
-                done(_run_point(*args))
-    if bar is not None:
-        bar.close()
-    aggregate(folder, metric=metric)
-    for name, error in failures.items():
-        print(f"FAILED {name}: {error} (see {folder / name / 'error.txt'}; re-run the same sweep to retry)")
-    return folder, sorted(failures)
-
-
-def _flatten(metrics: Mapping, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        elif isinstance(value, (bool, int, float)):
-            flat[name] = value
-    return flat
-
-
-def aggregate(folder: Path, metric: str | None = None) -> Path | None:
-    """``results.csv`` (one row per finished point: its parameters, then every scalar metric)
-    and ``summary.png`` (mean ± 95% CI of ``metric`` against the first swept non-seed parameter)."""
-    meta = json.loads((folder / "sweep.json").read_text())
-    names = list(meta["grid"])
-    rows = []
-    for pdir in sorted(p for p in folder.iterdir() if (p / "metrics.json").exists()):
-        params = json.loads((pdir / "parameters.json").read_text())
-        row = {n: params[n] for n in names}
-        row.update({k: v for k, v in _flatten(json.loads((pdir / "metrics.json").read_text())).items() if k not in row})
-        rows.append(row)
-    if not rows:
-        return None
-    columns = names + sorted({k for r in rows for k in r} - set(names))
-    table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(folder / "results.csv", lambda fh: fh.write(table.getvalue()))
-    numeric = [c for c in columns if c not in names and all(isinstance(r.get(c), (int, float)) and not isinstance(
-        r.get(c), bool) for r in rows)]
-    metric = metric or ("distilled_accuracy" if "distilled_accuracy" in numeric else (numeric[0] if numeric else None))
-    x_name = next((n for n in names if n != "seed"), None)
-    if metric is None or x_name is None or metric not in numeric:
-        return folder / "results.csv"
-    summary_figure(rows, x_name, metric, folder / "summary.png")
-    return folder / "results.csv"
-
-
-def group_ci(rows: Sequence[dict], by: str, metric: str) -> list[dict]:
-    """Mean, ``ci95`` and ``n`` of ``metric`` per value of ``by`` (over the seeds and any other
-    parameter), sorted by that value (:func:`kdlab.experiments.summarize`)."""
-    return sorted(summarize(rows, [by], metric), key=lambda g: (isinstance(g[by], str), g[by]))
-
-
-def summary_figure(rows: Sequence[dict], x_name: str, metric: str, path: Path) -> None:
-    # A bare Figure, not pyplot: no backend to pick and no global state, in a terminal or a notebook.
-    from matplotlib.figure import Figure
-
-    stats = group_ci(rows, x_name, metric)
-    keys = [g[x_name] for g in stats]
-    xs = list(range(len(keys))) if any(isinstance(k, str) for k in keys) else keys
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.errorbar(xs, [g["mean"] for g in stats], yerr=[0 if math.isnan(g["ci95"]) else g["ci95"] for g in stats],
-                marker="o", capsize=4)
-    if xs != keys:
-        ax.set_xticks(xs, [str(k) for k in keys])
-    ax.set(xlabel=x_name, ylabel=metric, title=f"{metric}: mean ± 95% CI over the other parameters")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-# --- reports --------------------------------------------------------------------------------
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def report(folder: Path) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` for a run or sweep folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"RUN_DIR {str(folder)!r} does not exist.")
-    sections: list[tuple[str, list[str], list[list[str]]]] = []  # (title, header, rows)
-    if (folder / "sweep.json").exists():
-        meta = json.loads((folder / "sweep.json").read_text())
-        title = f"Sweep of {Path(meta['notebook']).name}"
-        results = folder / "results.csv"
-        if results.exists():
-            with open(results) as fh:
-                rows = [{k: parse_value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-            names = list(meta["grid"])
-            x_name = next((n for n in names if n != "seed"), names[0])
-            key_metrics = [m for m in ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed")
-                           if m in rows[0]]
-            key_metrics = key_metrics or [c for c in rows[0] if c not in names][:4]
-            for m in key_metrics:
-                sections.append((f"{m} by {x_name} (mean ± 95% CI)", [x_name, "mean", "± 95% CI", "n"],
-                                 [[_fmt(g[x_name]), _fmt(g["mean"]), _fmt(g["ci95"]), str(g["n"])]
-                                  for g in group_ci(rows, x_name, m)]))
-            shown = names + key_metrics
-            sections.append(("All points", shown, [[_fmt(r.get(c, "")) for c in shown] for r in rows]))
-        failed = [p.name for p in folder.iterdir() if (p / "error.txt").exists()]
-        if failed:
-            sections.append(("Failed points", ["point"], [[f] for f in sorted(failed)]))
-    elif (folder / "run.json").exists():
-        meta = json.loads((folder / "run.json").read_text())
-        title = f"Run {folder.name}"
-        rows = []
-        for entry in meta["notebooks"]:
-            mfile = folder / Path(entry["notebook"]).stem / "metrics.json"
-            flat = _flatten(json.loads(mfile.read_text())) if mfile.exists() else {}
-            scalars = {k: v for k, v in flat.items() if "." not in k}
-            rows.append([entry["notebook"], entry["status"], _fmt(entry.get("seconds", "")),
-                         "; ".join(f"{k}={_fmt(v)}" for k, v in sorted(scalars.items()))])
-        sections.append(("Notebooks", ["notebook", "status", "seconds", "metrics"], rows))
-    else:
-        raise FileNotFoundError(f"{str(folder)!r} is neither a run folder (run.json) nor a sweep folder (sweep.json).")
-    figures = sorted(p.relative_to(folder) for p in folder.rglob("*.png"))
-    md = [f"# {title}", "", f"Folder: `{folder}`", ""]
-    for name, header, rows in sections:
-        md += [f"## {name}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        md += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-    if figures:
-        md += ["## Figures", ""] + [f"![{f}]({f.as_posix()})" for f in figures]
-    md_path = atomic_write(folder / "report.md", lambda fh: fh.write("\n".join(md) + "\n"))
-    esc = html.escape
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{esc(title)}</title>",
-             ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
-              "td,th{border:1px solid #ccc;padding:3px 8px}img{max-width:100%}</style>"), f"<h1>{esc(title)}</h1>"]
-    for name, header, rows in sections:
-        parts.append(f"<h2>{esc(name)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows]
-        parts.append("</table>")
-    if figures:
-        parts.append("<h2>Figures</h2>")
-        parts += [f"<figure><img src='{esc(f.as_posix())}'><figcaption>{esc(str(f))}</figcaption></figure>"
-                  for f in figures]
-    html_path = atomic_write(folder / "report.html", lambda fh: fh.write("\n".join(parts) + "\n"))
-    return md_path, html_path
+    return folder, ok and all(e["status"] == "ok" for e in record["notebooks"])

@@ -65,6 +65,7 @@ class Teacher:
         self._key: tuple | None = None  # what the table was computed for
         self._last: tuple[Batch | None, torch.Tensor | None] = (None, None)
         self._amp = False
+        self._per_augmentation = False
         self._layout = torch.contiguous_format
 
     def prepare(self, split: Split, *, augment: bool, epochs: int, device: torch.device, amp: bool = False,
@@ -75,8 +76,10 @@ class Teacher:
         self._amp = amp
         self._last = (None, None)
         n, a = len(split), split.num_augmentations if augment else 1
+        self._per_augmentation = a > 1  # a table, given or cached, is then (N, A, K)
         if self.given is not None:
-            expected = (n, num_classes) if a == 1 else (n, a, num_classes)
+            # (N, K); (N, L, V) for text; (N, A, K) per augmentation.
+            expected = (n, *split.y.shape[1:], num_classes) if a == 1 else (n, a, num_classes)
             if num_classes is None:
                 expected = expected[:-1] + (self.given.shape[-1],)
             if tuple(self.given.shape) != expected:
@@ -92,7 +95,7 @@ class Teacher:
         use_cache = self.cache if self.cache is not None else (a == 1 or (a <= epochs and fits))
         if not use_cache:
             self._table, self.mode = None, "online"
-            if inference.has_conv(self.model) and devices.channels_last_pays(device):
+            if devices.channels_last_for(self.model, device):
                 self.model.to(memory_format=torch.channels_last)
                 self._layout = torch.channels_last
         elif a == 1:
@@ -103,7 +106,7 @@ class Teacher:
         self._key = key
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        """The teacher's float32 logits ``(B, K)`` on the images of ``batch``."""
+        """The teacher's float32 logits ``(B, K)`` on the images of ``batch`` (``(B, L, V)`` on text)."""
         if batch is self._last[0]:  # an objective that asks twice per batch pays once
             return self._last[1]
         if self.mode == "not prepared":
@@ -111,8 +114,8 @@ class Teacher:
         if self._table is None:
             with torch.no_grad(), devices.autocast(batch.x.device, self._amp):
                 out = self.model(batch.x.contiguous(memory_format=self._layout)).float()
-        elif self._table.dim() == 2:
-            out = self._table[batch.idx]  # (B, K)
+        elif not self._per_augmentation:
+            out = self._table[batch.idx]  # (B, K), or (B, L, V) for text
         else:
             out = self._table[batch.idx, batch.aug]  # (B, K): each image's own augmentation
         self._last = (batch, out)

@@ -37,6 +37,7 @@ from . import checkpoint as ckpt
 from . import devices, inference, validate
 from .data import Dataset, Split
 from .errors import NonFiniteLossError, ParameterError, ParameterTypeError
+from .losses import IGNORE_INDEX
 from .objectives import CrossEntropy, Distillation, Objective
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -52,7 +53,7 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (decays to 0), "onecycle" or "constant"; the LR is set every step
     warmup_epochs: float = 0.0  # linear warm-up before the cosine decay
     amp: bool | None = None  # bf16 autocast; None: on CUDA only (True also on CPUs with native bf16)
-    channels_last: bool | None = None  # NHWC layout for CNNs; None: where it pays (devices.channels_last_pays)
+    channels_last: bool | None = None  # NHWC layout for CNNs; None: where it pays and is safe (devices.channels_last_for)
     compile: bool = False  # torch.compile the forward pass (eager if compiling fails)
     evaluate_every: int = 1  # validate every this many epochs, and after the last
     checkpoint_path: str | Path | None = None  # save a resumable training state here after each epoch
@@ -124,7 +125,8 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
     """Train ``model`` on ``data`` and return its per-epoch :class:`History`.
 
     Args:
-        model: any ``nn.Module`` mapping the dataset's inputs ``(B, C, H, W)`` to logits ``(B, K)``.
+        model: any ``nn.Module`` mapping the dataset's inputs ``(B, C, H, W)`` to logits ``(B, K)``, or,
+            for text (:mod:`kdlab.text`), token ids ``(B, L)`` to next-token logits ``(B, L, V)``.
         data: a :class:`~kdlab.data.Dataset` (trains on ``.train``, validates on ``.val``)
             or a single :class:`~kdlab.data.Split` to train on without validation.
         teacher, temperature, alpha: the short form of
@@ -159,7 +161,8 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
         objective.prepare(train_split, augment=augment, epochs=epochs, device=device, amp=tune.amp,
                           num_classes=num_classes)
         train_split, val_split = train_split.to(device), val_split.to(device) if val_split is not None else None
-        opt = make_optimizer(config.optimizer, model, lr=lr, weight_decay=weight_decay, momentum=config.momentum)
+        opt = make_optimizer(config.optimizer, model, lr=lr, weight_decay=weight_decay, momentum=config.momentum,
+                             extra=objective.learnable_parameters())  # e.g. a FitNets regressor
         steps = math.ceil(len(train_split) / batch_size)  # per epoch
         history = History(config={**_settings(epochs, lr, batch_size, weight_decay, augment, seed, config), "device":
                                   str(device), "amp": tune.amp, "channels_last": tune.channels_last,
@@ -185,7 +188,7 @@ def fit(model: nn.Module, data: Dataset | Split, *, teacher: nn.Module | None = 
                             memory_format=tune.memory_format)):
                         lr_now = _set_lr(opt, _lr_at(epoch * steps + i, epochs * steps, lr, config, steps))
                         with tune.autocast():
-                            logits = tune.forward(batch.x)  # (B, K)
+                            logits = tune.forward(batch.x)  # (B, K), or (B, L, V) for text
                         loss, logs = objective(logits, batch)  # scalar, {name: 0-dim tensor}
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
@@ -271,11 +274,14 @@ def _objective(model, objective, teacher, temperature, alpha) -> Objective:
 
 
 def make_optimizer(name: str, model: nn.Module, *, lr: float, weight_decay: float,
-                   momentum: float = 0.9) -> torch.optim.Optimizer:
-    """AdamW or SGD (Nesterov) over ``model``'s trainable parameters, with PyTorch's fused
-    kernel on the CPU and CUDA: several times faster per step on a CPU, same update rule
+                   momentum: float = 0.9, extra=()) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov) over ``model``'s trainable parameters, and ``extra`` ones trained
+    with them (an objective's :meth:`~kdlab.objectives.Objective.learnable_parameters`), with PyTorch's
+    fused kernel on the CPU and CUDA: several times faster per step on a CPU, same update rule
     (docs/BENCHMARKS.md, section 2). Elsewhere, or where the kernel is missing, the default step."""
     params = [p for p in model.parameters() if p.requires_grad]
+    seen = {id(p) for p in params}
+    params += [p for p in extra if p.requires_grad and id(p) not in seen]
     if name == "adamw":
         make = lambda **kw: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kw)  # noqa: E731
     else:
@@ -367,21 +373,23 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
 
 
 class _EpochStats:
-    """Per-batch loss, correct count and the objective's logs, one row per batch, kept on
-    the device (one copy per batch, no host sync) and read once at the end of the epoch."""
+    """Per-batch loss, correct and scored counts and the objective's logs, one row per batch,
+    kept on the device (one copy per batch, no host sync) and read once at the end of the epoch.
+    For text every position that is not padding is scored."""
 
     def __init__(self, steps: int, device: torch.device):
         self.steps, self.device = steps, device
-        self.per_batch: torch.Tensor | None = None  # (steps, 2 + number of logs)
+        self.per_batch: torch.Tensor | None = None  # (steps, 3 + number of logs)
         self.keys: list[str] = []
         self.sizes: list[int] = []
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, logs: dict) -> None:
         if self.per_batch is None:
             self.keys = list(logs)
-            self.per_batch = torch.zeros(self.steps, 2 + len(self.keys), device=self.device)
-        correct = (logits.detach().argmax(dim=1) == y).sum()
-        self.per_batch[len(self.sizes)] = torch.stack([loss.detach().float(), correct.float(),
+            self.per_batch = torch.zeros(self.steps, 3 + len(self.keys), device=self.device)
+        scored = y != IGNORE_INDEX  # (B,) or (B, L)
+        correct = ((logits.detach().argmax(dim=-1) == y) & scored).sum()
+        self.per_batch[len(self.sizes)] = torch.stack([loss.detach().float(), correct.float(), scored.sum().float(),
                                                   *(logs[k].float() for k in self.keys)])
         self.sizes.append(y.shape[0])
 
@@ -397,8 +405,9 @@ class _EpochStats:
         per_batch = self.per_batch[: len(self.sizes)]
         weights = torch.tensor(self.sizes, device=self.device, dtype=torch.float32)
         means = ((per_batch * weights[:, None]).sum(0) / self.seen).tolist()  # size-weighted epoch means
-        return {"train_loss": means[0], "train_acc": float(per_batch[:, 1].sum()) / self.seen,
-                **dict(zip(self.keys, means[2:]))}
+        scored = max(1.0, float(per_batch[:, 2].sum()))  # examples, or characters for text
+        return {"train_loss": means[0], "train_acc": float(per_batch[:, 1].sum()) / scored,
+                **dict(zip(self.keys, means[3:]))}
 
 
 def _non_finite(epoch: int, batch: int, lr: float, objective: Objective, history: History) -> NonFiniteLossError:
@@ -413,6 +422,8 @@ def _non_finite(epoch: int, batch: int, lr: float, objective: Objective, history
 
 
 def _validate(model: nn.Module, split: Split, device: torch.device, amp: bool) -> dict:
-    logits = inference.predict_logits(model, split, device=device, amp=amp)  # (N, K)
-    return {"val_loss": float(torch.nn.functional.cross_entropy(logits, split.y)),
-            "val_acc": float((logits.argmax(1) == split.y).float().mean())}
+    logits = inference.predict_logits(model, split, device=device, amp=amp)  # (N, K), or (N, L, V) for text
+    scored = split.y != IGNORE_INDEX  # text: padded positions are not scored
+    correct = (logits.argmax(-1) == split.y) & scored
+    return {"val_loss": float(torch.nn.functional.cross_entropy(logits.flatten(0, -2), split.y.flatten())),
+            "val_acc": float(correct.float().sum() / scored.float().sum())}

@@ -100,3 +100,16 @@ def write_cifar100(root: Path, n_train: int = 8, n_test: int = 4, seed: int = 0)
     _pickle(folder / "meta", {b"fine_label_names": [f"class{i}".encode() for i in range(100)],
                               b"coarse_label_names": [f"super{i}".encode() for i in range(20)]})
     return out
+
+
+def write_parameterised_notebook(path: Path, parameters: str, body: str) -> Path:
+    """Write a two-cell notebook to ``path``: ``parameters`` (tagged for papermill) then ``body``."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    params = new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[params, new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path

@@ -101,6 +101,15 @@ def test_layout_quick():
 
 
 @pytest.mark.slow
+def test_lm_throughput_quick():
+    import lm_throughput
+
+    out = lm_throughput.main(["--quick"])
+    assert "| teacher |" in out and "| GRU student |" in out and "cache ÷ no cache" in out
+    assert "| student, forward KL (cached teacher) |" in out and "| student, on-policy (forward KL) |" in out
+
+
+@pytest.mark.slow
 def test_kd_attribution_quick():
     import kd_attribution
 
@@ -133,3 +142,15 @@ def test_record_run_times_updates_the_course_and_every_quote(tmp_path):
     (run / "run.json").write_text(json.dumps({"smoke": True, "notebooks": [entry]}))
     with pytest.raises(SystemExit, match="smoke run"):
         record_run_times.main([str(run), "--root", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_versions_ab_times_the_kdlab_it_imports(tmp_path):
+    import versions_ab
+
+    import kdlab
+
+    teacher = kdlab.models.create("cnn", num_classes=10, input_shape=(1, 28, 28), seed=0)
+    path = kdlab.checkpoint.save(teacher, tmp_path / "teacher.pt")
+    out = versions_ab.main([str(path)])
+    assert kdlab.__file__ in out and "teacher ms/256" in out and "mlp fit 3 ep" in out and "cnn fit 1 ep" in out

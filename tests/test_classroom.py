@@ -78,7 +78,7 @@ def test_the_catalogue_lists_exactly_the_exercises_of_each_notebook(path):
 
 
 def test_every_exercise_belongs_to_a_lesson_and_ids_are_unique():
-    assert len(BY_ID) == len(EXERCISES) == 20
+    assert len(BY_ID) == len(EXERCISES) == 26
     assert {ex.notebook for ex in EXERCISES} == set(course.LESSONS)
     order = list(course.LESSONS)
     assert [order.index(ex.notebook) for ex in EXERCISES] == sorted(order.index(ex.notebook) for ex in EXERCISES)
@@ -208,6 +208,16 @@ WRONG = {
                         "    return sum(int((x != 0).sum()) for x in w) / sum(x.numel() for x in w)", "NON-zero"),
     "pareto_front": ("front = [p for p in points if not any(q[0] <= p[0] and q[1] >= p[1] and q != p "
                      "for q in points)]\n    return sorted(front, reverse=True)", "not in order"),
+    "reverse_kl": ("return F.kl_div(F.log_softmax(student_logits, -1), F.softmax(teacher_logits, -1), "
+                   "reduction='batchmean')", "forward KL"),
+    "sequence_kd_loss": ("return F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1), "
+                         "reduction='batchmean') * T * T", "divided by the batch size B only"),
+    "temperature_sampler": ("if temperature == 0:\n        return logits.argmax(-1)\n    return torch.multinomial("
+                            "torch.softmax(logits * temperature, -1), 1, generator=generator).squeeze(-1)",
+                            "multiplied the logits by T"),
+    "attention_map": ("return F.normalize(features.pow(p).mean(1).flatten(1), dim=0)", "normalised over the batch"),
+    "dkd_terms": ("return kdlab.losses.kd_loss(student_logits, teacher_logits, T), "
+                  "kdlab.losses.kd_loss(student_logits, teacher_logits, T)", "one value per example"),
 }
 
 # Answers the formative check accepts but the autograder does not: it tries more.
@@ -229,6 +239,18 @@ ONLY_THE_AUTOGRADER_CATCHES = {
     "balance_penalty": ("alpha = (reach * p_right).sum(0) / reach.sum(0)\n    decay = torch.tensor([1.0, 0.5, 0.5])\n"
                         "    return (decay * -0.5 * torch.log(4 * alpha * (1 - alpha))).sum()", "RuntimeError"),
     "gap_closed": ("return abs(student - scratch) / (teacher - scratch)", "worse than scratch"),
+    "sequence_kd_loss": ("log_s, p_t = F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1)\n"
+                         "    kl = F.kl_div(log_s, p_t, reduction='none').sum(-1)[mask]\n"
+                         "    return torch.tensor(kl.mean().item() * T * T)", "No gradient"),
+    "attention_map": ("q = features.abs().pow(p).mean(1).flatten(1)\n    return q / q.norm(dim=1, keepdim=True)",
+                      "dead ReLU layer"),
+    "dkd_terms": ("B, K = student_logits.shape\n    m = F.one_hot(targets, K).bool()\n"
+                  "    ps, pt = F.softmax(student_logits / T, 1), F.softmax(teacher_logits / T, 1)\n"
+                  "    bs = torch.stack([ps[m], 1 - ps[m]], 1)\n    bt = torch.stack([pt[m], 1 - pt[m]], 1)\n"
+                  "    tckd = (bt * (bt.log() - bs.log())).sum(1) * T * T\n"
+                  "    qs = F.log_softmax(student_logits[~m].view(B, K - 1) / T, 1)\n"
+                  "    qt = F.log_softmax(teacher_logits[~m].view(B, K - 1) / T, 1)\n"
+                  "    return tckd, (qt.exp() * (qt - qs)).sum(1) * T * T", "sure of its answer"),
 }
 
 
@@ -292,6 +314,12 @@ DELEGATE = {
     "balance_penalty": "kdlab.interpretable.balance_penalty(p_right, reach, depths)",
     "global_sparsity": "kdlab.compress.sparsity(model)",
     "pareto_front": "kdlab.compress.pareto_front(points)",
+    "fix_kd_loss": "kdlab.losses.kd_loss(student_logits, teacher_logits, T)",
+    "reverse_kl": "kdlab.losses.reverse_kl_loss(student_logits, teacher_logits, 1.0)",
+    "sequence_kd_loss": "kdlab.losses.kd_loss(student_logits, teacher_logits, T, mask=mask)",
+    "temperature_sampler": "kdlab.lm.sample_next(logits, temperature, generator)",
+    "attention_map": "kdlab.losses.attention_map(features, p)",
+    "dkd_terms": "kdlab.losses.decoupled_kd_terms(student_logits, teacher_logits, targets, T)",
 }
 
 

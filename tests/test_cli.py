@@ -1,5 +1,6 @@
-"""The kdlab command line: runs (progress, summary, no kernel warnings), sweeps (with resume),
-reports, and errors before anything runs (types and the course's ranges)."""
+"""The kdlab command line: runs (progress, summary, no kernel warnings), sweeps (with resume,
+quiet output, a weak teacher's gap_closed not defined), reports, and errors before anything
+runs (types and the course's ranges). Ctrl-C is tested in tests/test_interrupts.py."""
 
 import csv
 import io
@@ -14,7 +15,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from kdlab import cli, runner
+from kdlab import cli, report, runner, sweeps
+from tests.fixtures import write_parameterised_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NB04 = ROOT / "notebooks" / "04_student_comparison.ipynb"
@@ -23,11 +25,11 @@ NB04 = ROOT / "notebooks" / "04_student_comparison.ipynb"
 def fixture_notebook(folder: Path) -> Path:
     """A one-second notebook with a parameters cell. It fails while the file named by
     `fail_marker` exists, and appends each execution to `log_file`."""
-    params = new_code_cell('temperature = 4.0  # a float\nseed = 0  # an int\nsmoke = False  # a bool\n'
-                           'output_dir = ""  # where metrics go\nfail_marker = ""  # fail while this file exists\n'
-                           'log_file = ""  # executions are appended here')
-    params.metadata["tags"] = ["parameters"]
-    body = new_code_cell(
+    return write_parameterised_notebook(
+        folder / "99_fixture.ipynb",
+        'temperature = 4.0  # a float\nseed = 0  # an int\nsmoke = False  # a bool\n'
+        'output_dir = ""  # where metrics go\nfail_marker = ""  # fail while this file exists\n'
+        'log_file = ""  # executions are appended here',
         "import json, os, pathlib\n"
         "if log_file:\n    open(log_file, 'a').write(f'{temperature},{seed}\\n')\n"
         "if fail_marker and os.path.exists(fail_marker) and temperature == 2.0 and seed == 1:\n"
@@ -36,11 +38,6 @@ def fixture_notebook(folder: Path) -> Path:
         "json.dump({'accuracy': 0.9 + temperature / 100 + seed / 1000, 'smoke': smoke,"
         " 'omp_threads': os.environ.get('OMP_NUM_THREADS', '')},"
         " open(pathlib.Path(output_dir) / 'metrics.json', 'w'))")
-    nb = new_notebook(cells=[params, body])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / "99_fixture.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 def read_rows(folder: Path) -> list[dict]:
@@ -48,19 +45,45 @@ def read_rows(folder: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def untrained_teacher(folder: Path) -> Path:
+    """A smoke-mode teacher that never trained (about 10% on digits), where notebook 04 looks for one."""
+    import kdlab
+
+    recipe = kdlab.lab.teacher_recipe("digits", smoke=True)
+    ds = kdlab.data.load("digits", seed=0)
+    teacher = kdlab.models.create(recipe["model"], num_classes=ds.num_classes, input_shape=ds.input_shape, seed=0,
+                                  **recipe["model_kwargs"])
+    path = kdlab.lab.teacher_path(folder, "digits", smoke=True)
+    kdlab.checkpoint.save(teacher, path, dataset="digits", smoke=True, recipe=recipe,
+                          test_metrics=kdlab.metrics.evaluate(teacher, ds.test))
+    return folder
+
+
 @pytest.mark.slow
-def test_sweep_of_notebook_04_on_digits_gives_four_rows(tmp_path):
-    code = cli.main(["sweep", str(NB04), "-p", "temperature", "1", "4", "-p", "seed", "0", "1", "--smoke",
-                     "-j", "2", "--out", str(tmp_path)])
+def test_a_weak_teacher_sweep_of_notebook_04_reports_gap_closed_as_not_defined(tmp_path):
+    # A teacher worse than the scratch student: (kd - scratch) / (teacher - scratch) would divide
+    # two negatives and read a loss as "closed most of the gap".
+    checkpoints = untrained_teacher(tmp_path / "weak")
+    (tmp_path / "fixed.yaml").write_text(f"checkpoint_dir: {checkpoints}\n")
+    code = cli.main(["sweep", str(NB04), "-p", "temperature", "1", "4", "--smoke",
+                     "-f", str(tmp_path / "fixed.yaml"), "-j", "2", "--out", str(tmp_path)])
     assert code == 0
     folder = next(tmp_path.glob("sweep-04_student_comparison-*"))
     rows = read_rows(folder)
-    assert len(rows) == 4
-    assert {(r["temperature"], r["seed"]) for r in rows} == {("1.0", "0"), ("1.0", "1"), ("4.0", "0"), ("4.0", "1")}
-    assert all(float(r["distilled_accuracy"]) >= 0 for r in rows)
+    assert sorted(r["temperature"] for r in rows) == ["1.0", "4.0"]
+    assert all(float(r["teacher_accuracy"]) < float(r["scratch_accuracy"]) for r in rows)  # the premise
+    assert all(r["gap_closed"] == "" for r in rows)  # not a number, in results.csv either
+    for point in folder.glob("temperature=*"):
+        recorded = json.loads((point / "metrics.json").read_text())
+        assert recorded["gap_closed"] is None
+        assert recorded["undefined"]["gap_closed"].startswith("not defined: the teacher does not beat")  # and why
     assert (folder / "summary.png").exists()
-    md, html = runner.report(folder)
-    assert "distilled_accuracy by temperature" in md.read_text() and html.exists()
+    md, html = report.write(folder, baseline=["temperature=1"])
+    page = html.read_text()
+    assert "not defined: the teacher does not beat the scratch student" in page
+    assert "not defined: the teacher does not beat the scratch student" in md.read_text()
+    assert "Against the baseline temperature=1.0" in page and "temperature=4.0 " in page
+    assert page.count("executed.ipynb</a>") == 2
 
 
 def test_parallel_points_share_the_cores_out():
@@ -73,7 +96,7 @@ def test_parallel_points_share_the_cores_out():
 @pytest.fixture
 def no_thread_settings(monkeypatch):
     """No thread-count variables in the environment, restored (or removed) afterwards. A
-    plain delenv of an unset variable records nothing, so what _share_cores writes would
+    plain delenv of an unset variable records nothing, so a thread count set here would
     leak into every later notebook kernel of the test session."""
     for name in runner.THREAD_VARIABLES:
         monkeypatch.setenv(name, "x")
@@ -94,8 +117,10 @@ def test_parallel_sweep_kernels_get_their_share_of_threads(tmp_path, no_thread_s
 
 def test_a_thread_count_the_user_set_is_kept(no_thread_settings, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    runner._share_cores(1)
-    assert os.environ["OMP_NUM_THREADS"] == "3" and os.environ["MKL_NUM_THREADS"] == "1"
+    env = sweeps.point_environment(1)
+    assert env["OMP_NUM_THREADS"] == "3" and env["MKL_NUM_THREADS"] == "1"
+    assert "MKL_NUM_THREADS" not in sweeps.point_environment(None)  # a point that runs alone: torch decides
+    assert "MKL_NUM_THREADS" not in os.environ  # the sweep's own process is left as it was
 
 
 @pytest.mark.slow
@@ -154,8 +179,8 @@ def test_run_makes_a_new_folder_each_time(tmp_path):
     metrics = json.loads((folders[0] / "99_fixture" / "metrics.json").read_text())
     assert metrics["smoke"] is True
     assert (folders[0] / "99_fixture.ipynb").exists()
-    md, _ = runner.report(folders[0])
-    assert "99_fixture.ipynb" in md.read_text()
+    md, _ = report.write(folders[0])
+    assert "99_fixture" in md.read_text()
 
 
 @pytest.mark.slow
@@ -204,13 +229,8 @@ KERNEL_WARNINGS = re.compile(r"without encryption|CurveZMQ|Proactor|frozen.modul
 
 def lesson_notebook(folder: Path, stem: str, body: str) -> Path:
     """A quick notebook named like a lesson, so the course's rules and headline apply to it."""
-    params = new_code_cell('epochs = 1  # an int\nsmoke = False  # a bool\noutput_dir = ""  # where metrics go')
-    params.metadata["tags"] = ["parameters"]
-    nb = new_notebook(cells=[params, new_code_cell(body)])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    path = folder / f"{stem}.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return write_parameterised_notebook(
+        folder / f"{stem}.ipynb", 'epochs = 1  # an int\nsmoke = False  # a bool\noutput_dir = ""  # where metrics go', body)
 
 
 @pytest.mark.slow
@@ -234,6 +254,31 @@ def test_a_run_ends_with_one_line_per_notebook_and_no_kernel_warnings(tmp_path):
     first, second = record["notebooks"]
     assert first["headline"] == "teacher test accuracy 93.00%" and first["seconds"] > 0
     assert second["status"] == "failed" and "deliberate failure" in second["error"] and "headline" not in second
+
+
+@pytest.mark.slow
+def test_a_sweep_prints_its_own_lines_and_the_real_errors_but_no_library_noise(tmp_path):
+    path = write_parameterised_notebook(
+        tmp_path / "97_noisy.ipynb", 'seed = 0  # an int\nsmoke = False  # a bool\noutput_dir = ""  # where metrics go',
+        "import json, os, pathlib\n"
+        "if seed == 1:\n"
+        "    os.write(2, b'kdlab-test: a problem the kernel wrote to its stderr\\n')\n"
+        "    raise RuntimeError('deliberate failure')\n"
+        "pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)\n"
+        "json.dump({'accuracy': 0.9}, open(pathlib.Path(output_dir) / 'metrics.json', 'w'))")
+    # A subprocess whose stderr is a pipe, not a terminal: what a log file of the sweep would hold.
+    done = subprocess.run([sys.executable, "-m", "kdlab", "sweep", str(path), "-p", "seed", "0", "1", "-j", "2",
+                           "--out", str(tmp_path / "runs")], check=False, capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr  # one point failed
+    noise = [line for line in done.stderr.splitlines() if KERNEL_WARNINGS.search(line)]
+    assert not noise, done.stderr
+    assert "Traceback" not in done.stderr and "point/s" not in done.stderr, done.stderr  # no bar drawn into a log
+    # What is not noise still shows: the kernel's own stderr, and the failure in one line.
+    assert "kdlab-test: a problem the kernel wrote to its stderr" in done.stderr
+    assert re.search(r"^FAILED seed=1: RuntimeError: deliberate failure \(cell \[\d+\]\)", done.stdout, re.MULTILINE), \
+        done.stdout
+    assert "[1/2] seed=0: finished" in done.stdout and "[2/2] seed=1: FAILED" in done.stdout
 
 
 def test_an_out_of_range_value_stops_before_anything_runs(tmp_path, capsys):

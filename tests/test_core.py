@@ -9,16 +9,6 @@ import kdlab
 from kdlab import objectives
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return kdlab.data.load("digits", seed=0)
-
-
-@pytest.fixture(scope="module")
-def mnist5k():
-    return kdlab.data.load("mnist-5k", seed=0)
-
-
 def tiny_mlp(ds, seed=0, hidden=(32,)):
     return kdlab.models.create("mlp", num_classes=ds.num_classes, input_shape=ds.input_shape, hidden=hidden, seed=seed)
 
@@ -463,6 +453,20 @@ def test_channels_last_pays_on_cuda_and_x86_cpus_only(monkeypatch):
     assert not kdlab.devices.channels_last_pays(torch.device("cpu"))
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     assert kdlab.devices.channels_last_pays(torch.device("cpu")) is torch.backends.mkldnn.is_available()
+
+
+def test_narrow_resnets_stay_nchw_on_the_cpu_where_onednn_breaks(monkeypatch):
+    # oneDNN issue #6035: a 1x1 strided conv with fewer than 16 input channels hangs (AVX2) or crashes
+    # (AVX-512) in NHWC backward passes. A ResNet of width 4 has one in its shortcut; width 16 has none.
+    monkeypatch.setattr(kdlab.devices, "channels_last_pays", lambda device: True)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    narrow = kdlab.models.create("resnet", num_classes=10, input_shape=(3, 32, 32), depth=8, width=4, seed=0)
+    wide = kdlab.models.create("resnet", num_classes=10, input_shape=(3, 32, 32), depth=8, width=16, seed=0)
+    assert not kdlab.devices.channels_last_for(narrow, cpu) and kdlab.devices.channels_last_for(narrow, cuda)
+    assert kdlab.devices.channels_last_for(wide, cpu)
+    assert not kdlab.devices.channels_last_for(kdlab.models.create("mlp", num_classes=10, input_shape=(1, 8, 8)), cpu)
+    with kdlab.devices.tuned(narrow, cpu) as tune:
+        assert not tune.channels_last and narrow.blocks[0].conv1.weight.is_contiguous()
 
 
 def test_inference_batch_size_depends_on_the_device():

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 import kdlab
 from kdlab import checks
-from kdlab.experiments import column, gap_closed, intervals_overlap, run_seeds, summarize
+from kdlab.experiments import (best, column, compare, fastest, forget_verdicts, gap_closed, intervals_overlap, pareto,
+                               run_seeds, summarize, unbacked_verdicts, verdicts_said)
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +196,154 @@ def test_intervals_overlap():
     assert intervals_overlap([0.90], [0.99, 0.99, 0.98]) and intervals_overlap([0.90], [0.99])
 
 
+# --- verdicts ----------------------------------------------------------------------------
+
+# Notebook 04's tiny student (audit of issue 21): the separate intervals overlap, yet distillation is lower
+# in every seed, so the paired verdict is "lower" while an unpaired one cannot tell.
+TINY_KD = [0.9500, 0.9620, 0.9550, 0.9680, 0.9580]
+TINY_SCRATCH = [0.9540, 0.9650, 0.9595, 0.9715, 0.9625]
+
+
+def test_compare_paired_finds_what_overlapping_intervals_hide():
+    from scipy import stats
+
+    paired = compare(TINY_KD, TINY_SCRATCH, paired=True, names=("distilled", "scratch"), scale=100, unit=" pp")
+    assert paired.word == "lower" and paired.outcome == "worse" and paired.worse and paired.differs
+    assert paired.p_value == pytest.approx(stats.ttest_rel(TINY_KD, TINY_SCRATCH).pvalue)
+    d, half = kdlab.metrics.paired_ci([100 * x for x in TINY_KD], [100 * x for x in TINY_SCRATCH])
+    assert paired.difference == pytest.approx(d) and paired.ci95 == pytest.approx(half)
+    assert paired.phrase == "distilled is lower than scratch (worse)" and paired.phrase in str(paired)
+    assert "paired 95% CI over 5 seeds" in paired.sentence
+    unpaired = compare(TINY_KD, TINY_SCRATCH, paired=False, names=("distilled", "scratch"))
+    assert intervals_overlap(TINY_KD, TINY_SCRATCH) and unpaired.word == "tie" and not unpaired.differs
+    assert unpaired.p_value == pytest.approx(stats.ttest_ind(TINY_KD, TINY_SCRATCH, equal_var=False).pvalue)
+    assert unpaired.phrase == "distilled and scratch tie" and "within the spread over the runs" in unpaired.reason
+
+
+def test_compare_words_and_outcomes():
+    up = [0.98, 0.975, 0.982, 0.979]
+    down = [0.95, 0.951, 0.949, 0.953]
+    assert compare(up, down, paired=True).word == "higher"
+    assert compare(down, up, paired=True).word == "lower"
+    loss = compare(down, up, paired=True, higher_is_better=False)
+    assert (loss.word, loss.outcome) == ("lower", "better") and loss.better
+    assert compare(up, down, paired=True, higher_is_better=False).outcome == "worse"
+    noisy = compare([0.95, 0.97, 0.96], [0.955, 0.95, 0.97], paired=True)
+    assert noisy.word == noisy.outcome == "tie" and not math.isnan(noisy.p_value)
+    # a single value on one side is a fixed reference: a one-sample test of the other side
+    ref = compare(down, 0.99, paired=False, names=("student", "teacher"))
+    assert ref.word == "lower" and "against a single value" in ref.sentence and 0 <= ref.p_value < 0.05
+
+
+def test_compare_never_ranks_float_noise_or_a_single_run():
+    same = compare([0.97033336], [0.97033334], paired=True)
+    assert same.word == "tie" and "float noise" in same.reason and math.isnan(same.p_value)
+    same = compare([0.97033336] * 3, [0.97033334] * 3, paired=True)
+    assert same.word == "tie" and "float noise" in same.reason
+    one = compare([0.98], [0.95], paired=True)
+    assert one.word == "tie" and "cannot tell" in one.reason and math.isnan(one.ci95)
+    assert compare(0.98, 0.95, paired=False).word == "tie"
+    # with a tolerance, single values beyond it are ranked, and differences within it are ties
+    assert compare(0.98, 0.95, paired=False, tolerance=0.01).word == "higher"
+    assert compare(0.98, 0.975, paired=False, tolerance=0.01).word == "tie"
+    assert compare(1.05, 1.0, paired=False, rel_tolerance=0.10).word == "tie"
+    # identical differences in every seed: a zero-width interval, still a direction
+    exact = compare([3.0, 4.0, 5.0], [1.0, 2.0, 3.0], paired=True)
+    assert exact.word == "higher" and exact.ci95 == 0 and exact.p_value == 0
+
+
+def test_compare_ratio_for_timings_and_measures_without_a_better_side():
+    # Timing noise is multiplicative: a 500x gap with one slow round is still clear on a log scale.
+    teacher_ms = [50.0, 400.0, 55.0, 52.0, 58.0]
+    student_ms = [0.10, 0.30, 0.11, 0.10, 0.12]
+    additive = compare(student_ms, teacher_ms, paired=True, higher_is_better=False)
+    assert additive.word == "tie"  # the slow round swamps a difference of means
+    timed = compare(student_ms, teacher_ms, paired=True, higher_is_better=False, ratio=True, over="rounds",
+                    names=("student", "teacher"), rel_tolerance=0.1)
+    assert (timed.word, timed.outcome) == ("lower", "better") and timed.low < timed.difference < timed.high < 0.01
+    assert "student / teacher: ×" in timed.sentence and "paired 95% CI over 5 rounds" in timed.sentence
+    assert compare([1.05, 1.04], [1.0, 1.0], paired=True, ratio=True, rel_tolerance=0.1).word == "tie"
+    with pytest.raises(kdlab.errors.ParameterError, match="positive"):
+        compare([0.0, 1.0], [1.0, 1.0], paired=True, ratio=True)
+    neutral = compare([0.30, 0.31, 0.29], [0.65, 0.60, 0.70], paired=True, higher_is_better=None,
+                      names=("distilled", "hard labels"))
+    assert neutral.word == neutral.outcome == "lower" and neutral.phrase == "distilled is lower than hard labels"
+
+
+def test_latencies_take_turns_and_feed_fastest():
+    small = torch.nn.Linear(8, 2)
+    big = torch.nn.Sequential(torch.nn.Linear(8, 2048), torch.nn.Linear(2048, 2))
+    times = kdlab.experiments.latencies({"small": small, "big": big}, (8,), rounds=3, batch_size=64, repeats=3)
+    assert set(times) == {"small", "big"} and all(len(t) == 3 and min(t) > 0 for t in times.values())
+    lead = fastest(times, paired=True)
+    assert "small" in lead.names and "paired 95% CI over 3 rounds" in lead.comparisons[0].sentence
+
+
+def test_compare_rejects_bad_input_naming_it():
+    with pytest.raises(kdlab.errors.ParameterError, match="paired=True needs one value per seed"):
+        compare([1.0, 2.0], [1.0], paired=True)
+    with pytest.raises(kdlab.errors.ParameterError, match="non-finite"):
+        compare([1.0, float("nan")], [1.0, 2.0], paired=False)
+    with pytest.raises(kdlab.errors.ParameterError, match="empty"):
+        compare([], [1.0], paired=False)
+    with pytest.raises(TypeError, match="names"):
+        compare([1.0], [1.0], paired=False, names=("only one",))
+    with pytest.raises(TypeError, match="number or a list"):
+        compare("0.9", [1.0], paired=False)
+    with pytest.raises(TypeError):
+        compare([1.0], [1.0])  # paired is required: the choice changes the answer
+    with pytest.raises(kdlab.errors.ParameterError, match="tolerance"):
+        compare([1.0], [1.0], paired=False, tolerance=-1.0)
+
+
+def test_best_shares_the_lead_among_ties():
+    kl = {"KD": [0.141, 0.139, 0.143, 0.140], "KD + adversarial": [0.140, 0.138, 0.144, 0.139],
+          "scratch": [0.30, 0.31, 0.29, 0.305]}
+    lead = best(kl, paired=True, higher_is_better=False, what="closest to the teacher")
+    assert lead.names == ("KD", "KD + adversarial") and "scratch" not in lead
+    assert lead.phrase == "closest to the teacher: KD and KD + adversarial" and "tied" in lead.sentence
+    alone = best({"a": [0.9, 0.91, 0.92], "b": [0.5, 0.51, 0.52]}, paired=False, what="most accurate")
+    assert alone.names == ("a",) and alone.phrase == "most accurate: a"
+
+
+def test_fastest_names_every_model_within_timing_noise():
+    times = {"teacher": 2.0e-3, "large": 0.40e-3, "tiny": 0.38e-3, "int8": 0.60e-3}
+    lead = fastest(times)
+    assert lead.names == ("large", "tiny") and lead.phrase == "fastest: large and tiny"
+    assert fastest(times, rel_tolerance=0.01).names == ("tiny",)
+    # repeated measurements: a difference within their spread is a tie too
+    assert fastest({"a": [1.0, 1.5, 0.8], "b": [0.7, 1.4, 1.0]}, rel_tolerance=0.0).names == ("a", "b")
+
+
+def test_pareto_never_splits_on_float_noise():
+    points = {"a": (10, 0.97033336), "b": (10, 0.97033334), "c": (20, 0.96), "d": (30, 0.99)}
+    front = pareto(points, cost="size", value="accuracy")
+    assert front.names == ("a", "b", "d") and "dominated: c" in front.sentence
+    # a tolerance on one axis: d is not more accurate than a by more than 0.05, and it costs more
+    assert pareto(points, value_tolerance=0.05).names == ("a", "b")
+    exact = [(10, 0.97033336), (10, 0.97033334), (20, 0.96)]
+    assert kdlab.compress.pareto_front(exact) == exact[:2]
+    with pytest.raises(kdlab.errors.ParameterError, match="cost_tolerance"):
+        kdlab.compress.pareto_front(exact, cost_tolerance=-1)
+
+
+def test_the_verdict_register_and_the_check_for_hand_written_verdicts():
+    forget_verdicts()
+    assert verdicts_said() == []
+    c = compare([0.98, 0.975, 0.982], [0.95, 0.951, 0.949], paired=True, names=("distilled", "scratch"))
+    said = verdicts_said()
+    assert said == [c.sentence, c.phrase]
+    printed = "\n".join([str(c), f"accuracy {0.98:.2%}: {c.phrase}", "teacher 98.5% accuracy, 2.1 ms",
+                         "distilled is better than scratch", f"{c.phrase}; KD hurt the tiny student",
+                         "the two are tied", "int8 is faster than float32", "fastest: int8"])
+    assert unbacked_verdicts(printed, said) == ["distilled is better than scratch",
+                                                f"{c.phrase}; KD hurt the tiny student", "the two are tied",
+                                                "int8 is faster than float32", "fastest: int8"]
+    assert unbacked_verdicts(printed, said + [str(fastest({"int8": 1.0, "fp32": 2.0}))])[-1] == "fastest: int8"
+    forget_verdicts()
+    assert verdicts_said() == []
+
+
 def test_gap_closed():
     assert gap_closed(0.97, 0.95, 0.99) == pytest.approx(0.5)
     assert gap_closed(0.95, 0.95, 0.99) == 0.0
@@ -329,3 +478,23 @@ def test_check_ece_right_and_wrong():
     assert not percent and "percentage" in percent.message
     coarse = checks.check_ece(lambda p, y: my_ece(p, y, n_bins=5))
     assert not coarse and "Expected" in coarse.message and "bins" in coarse.message
+
+
+def test_a_notebook_run_records_the_verdicts_it_printed(monkeypatch, tmp_path, capsys):
+    """lab.start starts a fresh list; run.record writes it to metrics.json, where the smoke test reads it."""
+    import json
+
+    monkeypatch.delenv("KDLAB_SMOKE", raising=False)
+    monkeypatch.setenv("KDLAB_RUNS", str(tmp_path))
+    compare([1.0, 2.0], [3.0, 4.0], paired=True, names=("before", "start"))  # said before the run: not recorded
+    namespace = dict(kdlab.lab.notebook_defaults("03_temperature"))
+    run = kdlab.lab.start(namespace, "03_temperature")
+    said = compare([0.98, 0.975, 0.982], [0.95, 0.951, 0.949], paired=True, names=("distilled", "scratch"))
+    run.record(best_alpha=0.9, best_T=4.0, best_test_accuracy=0.97)
+    saved = json.loads((run.out / "metrics.json").read_text())
+    assert saved["verdicts"] == [said.sentence, said.phrase]
+    out = capsys.readouterr().out
+    minutes = kdlab.course.lesson("03").minutes
+    assert "This run took" in out and f"the course quotes about {minutes:g} min" in out
+    with pytest.raises(kdlab.errors.ParameterError, match="reserved"):
+        run.record(verdicts=["distilled wins"])

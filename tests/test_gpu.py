@@ -113,3 +113,67 @@ def test_a_breakpoint_in_kd_loss_fires_inside_fit_on_cuda(digits, monkeypatch):
     kdlab.train.fit(student, digits, teacher=teacher, epochs=1, batch_size=256, device="cuda", progress=False)
     assert len(calls) == -(-len(digits.train) // 256)
     assert set(calls) == {("cuda", "cuda", torch.float32)}
+
+
+# --- language models (notebook 12): bf16 and the fused attention kernels -----------------------------
+
+@pytest.fixture(scope="module")
+def text():
+    ds = kdlab.data.load("pydoc", context=64)
+    return ds.with_train(ds.train.subset(torch.arange(1024)))
+
+
+def lm(ds, seed=0, **kw):
+    return kdlab.models.create("transformer", num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed, **kw)
+
+
+def test_a_language_model_trains_in_bf16_on_cuda(text):
+    model = lm(text)
+    history = kdlab.train.fit(model, text, epochs=2, lr=3e-3, batch_size=64, device="cuda", progress=False)
+    assert history.config["amp"] is True and history.config["device"].startswith("cuda")
+    assert history.last["val_loss"] < 4.0, history.last  # uniform over ~100 characters is 4.6 nats
+    fp32 = lm(text)
+    kdlab.train.fit(fp32, text, epochs=2, lr=3e-3, batch_size=64, device="cuda", progress=False,
+                    config=kdlab.train.TrainConfig(amp=False))
+    bpc = {name: kdlab.lm.evaluate(m, text.val.to(CUDA))["bpc"] for name, m in (("bf16", model), ("fp32", fp32))}
+    assert abs(bpc["bf16"] - bpc["fp32"]) < 0.1, bpc
+
+
+def test_flash_attention_serves_training_and_cached_decoding(text):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model = lm(text).to(CUDA).eval()
+    x = text.val.x[:8].to(CUDA)
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):  # raises if flash attention cannot run these shapes
+            fused = model(x).float()
+            logits, state = model.decode(x[:, :16])  # prefill: causal, queries and keys aligned
+            step, _ = model.decode(x[:, 16:17], state)  # one new token over the cache: no mask
+        with sdpa_kernel([SDPBackend.MATH]):
+            reference = model(x).float()
+    assert torch.allclose(fused, reference, atol=0.1, rtol=0.05)
+    assert torch.allclose(step.float()[:, 0], reference[:, 16], atol=0.1, rtol=0.05)
+
+
+def test_generation_with_the_cache_equals_generation_without_it_on_cuda(text):
+    model = lm(text).to(CUDA)
+    prompt = text.val.x[:4, :8].to(CUDA)
+    greedy = [kdlab.lm.generate(model, prompt, 40, temperature=0.0, use_cache=cache) for cache in (True, False)]
+    assert torch.equal(*greedy)
+    speed = {cache: kdlab.lm.characters_per_second(model, prompt, 40, use_cache=cache, repeats=2)
+             for cache in (True, False)}
+    assert all(v > 0 for v in speed.values())  # reported, never asserted against each other
+
+
+def test_language_model_distillation_on_cuda_uses_the_cached_teacher(text):
+    teacher = lm(text, seed=1)
+    kdlab.train.fit(teacher, text, epochs=1, device="cuda", progress=False)
+    cached = kdlab.teacher.Teacher(teacher)
+    for objective in (kdlab.objectives.Distillation(cached, 1.0, 1.0), kdlab.objectives.ReverseKL(cached)):
+        student = lm(text, d_model=64, n_layers=2)
+        history = kdlab.train.fit(student, text, objective=objective, epochs=1, device="cuda", progress=False)
+        assert history.config["teacher_logits"] == "cached" and torch.isfinite(torch.tensor(history.last["train_loss"]))
+    student = lm(text, d_model=64, n_layers=2)
+    history = kdlab.train.fit(student, text, objective=kdlab.lm.OnPolicy(cached, student, n_sequences=8), epochs=1,
+                              device="cuda", progress=False)
+    assert history.last["kd_own_text"] > 0

@@ -71,9 +71,27 @@ def test_papermill_smoke_run(path, tmp_path, shared_checkpoints):
         model, meta = kdlab.checkpoint.load(shared_checkpoints / "teacher_digits_smoke.pt")
         assert meta["test_metrics"]["accuracy"] == metrics["teacher_accuracy"]
     from kdlab import course
+    from kdlab.experiments import unbacked_verdicts
 
     assert course.headline(path.stem, metrics), \
         f"{path.name} does not record every value its headline uses: {course.LESSONS[path.stem].headline!r}"
+    # Every verdict the notebook printed was made by a kdlab.experiments helper (compare, best, fastest,
+    # pareto), which records what it said in metrics.json: a hand-written "beats" or "tie" fails here.
+    executed = nbformat.read(tmp_path / path.name, as_version=4)
+    hand_written = unbacked_verdicts(_printed(executed), metrics["verdicts"])
+    assert not hand_written, f"{path.name} printed verdicts no kdlab.experiments helper made: {hand_written}"
+
+
+def _printed(nb) -> str:
+    """What the notebook's code cells printed (stdout) and the plain-text values they showed."""
+    parts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                parts.append(output["text"])
+            elif output.get("output_type") in ("execute_result", "display_data"):
+                parts.append(output.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
 
 
 # --- the lesson format (issue "Notebooks that read as lessons") ---------------------------
@@ -100,7 +118,8 @@ def test_notebook_reads_as_a_lesson(path):
 
     nb = nbformat.read(path, as_version=4)
     lesson = course.LESSONS[path.stem]
-    words = len(_markdown(nb).split())
+    # Word tokens: "teacher–scratch" and "01–03" count as two words, and the symbols of a formula count too.
+    words = len(re.findall(r"[A-Za-z0-9]+(?:['’-][A-Za-z0-9]+)*", _markdown(nb)))
     assert words <= MAX_WORDS, f"{path.name} has {words} words of markdown; at most {MAX_WORDS}"
     found = PROCESS_WORDS.findall(_markdown(nb) + "\n".join(_code_lines(nb)))
     assert not found, f"{path.name} uses process language meant for reviews, not learners: {found}"
@@ -157,3 +176,98 @@ def test_course_rules_and_smoke_values_fit_the_parameters(path):
     course.check_params(path.stem, {**defaults, **lesson.smoke})
     for key, value in lesson.smoke.items():
         assert type(value) is type(defaults[key]), f"smoke value {key}={value!r} has another type than its default"
+
+
+# --- no results in markdown (issue "Every claim holds in its own output") -----------------
+
+# A result-like number: a percentage, percentage points, a ratio ("3.9×", not a shape such as 784×800),
+# or a time. Markdown says what to look for; the code prints what was found.
+RESULT_NUMBER = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)\s?(%|pp\b|×(?!\s?\d)|ms\b|s\b|sec\b|seconds?\b|min\b|"
+                           r"minutes?\b|h\b|hours?\b)")
+# A sentence quoting a paper names it: "Hinton et al. (2015)", "(Guo et al., 2017)", "arXiv:1503.02531".
+CITATION = re.compile(r"et al\.|\b(?:19|20)\d{2}\b|arXiv")
+# Constants of the method, not results: the confidence level of every interval.
+NOT_RESULTS = re.compile(r"\b95% (?:CI|confidence|interval)")
+
+
+def _sentences(text: str) -> list[str]:
+    # Split after . ! ? (or at blank lines and list items), but not after "et al." or "e.g.".
+    text = re.sub(r"(et al|e\.g|i\.e|vs|cf)\.", r"\1<dot>", text)
+    return [s.replace("<dot>", ".") for s in re.split(r"(?<=[.!?])\s+|\n\s*\n|\n\s*[-*] ", text) if s.strip()]
+
+
+def _parameter_numbers(path) -> set[float]:
+    """Every number in the notebook's parameters cell (lists flattened), as written and as a percentage."""
+    from kdlab import lab
+
+    found = set()
+
+    def walk(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            found.update({float(value), round(100 * float(value), 6)})
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    for value in lab.notebook_defaults(path.stem).values():
+        walk(value)
+    return found
+
+
+def result_numbers_in_markdown(path) -> list[str]:
+    """Sentences of the notebook's markdown that state a result-like number that is neither quoted from a
+    paper (a citation in the same sentence), nor a parameter value, nor the course's run time."""
+    from kdlab import course
+
+    nb = nbformat.read(path, as_version=4)
+    allowed = _parameter_numbers(path)
+    minutes = course.LESSONS[path.stem].minutes
+    bad = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(r"`[^`]*`", " ", cell.source)  # code spans: names and parameter values
+        text = NOT_RESULTS.sub(" ", text)
+        for sentence in _sentences(text):
+            if CITATION.search(sentence):
+                continue
+            for match in RESULT_NUMBER.finditer(sentence):
+                number = float(match.group(1).replace(",", ""))
+                if number in allowed:
+                    continue
+                if "Run time" in sentence and number == minutes and match.group(2).startswith("min"):
+                    continue
+                bad.append(f"{match.group(0)!r} in: {sentence.strip()[:160]}")
+    return bad
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_markdown_states_no_results(path):
+    bad = result_numbers_in_markdown(path)
+    assert not bad, (f"{path.name}: markdown states results; print them from code instead (or cite the paper in "
+                     f"the same sentence, or write a parameter in backticks): " + "; ".join(bad))
+
+
+def test_the_markdown_check_catches_results_and_spares_quotes_and_parameters(tmp_path, monkeypatch):
+    """The check above can fail: a results sentence is caught; a citation, a parameter and the run time are not."""
+    src = ROOT / "notebooks" / "04_student_comparison.ipynb"
+    nb = nbformat.read(src, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell(
+        "The distilled student gained 0.68 pp. It ran 3.9× faster, in 12 s. Hinton et al. (2015) closed 90% of "
+        "the gap. We use T = 4 and keep 90% of the images. Each interval is a 95% CI."))
+    monkeypatch.setenv("KDLAB_NOTEBOOKS", str(tmp_path))
+    copy = tmp_path / src.name
+    nbformat.write(nb, copy)
+    found = result_numbers_in_markdown(copy)
+    assert [f.split(" in: ")[0] for f in found] == ["'0.68 pp'", "'3.9×'", "'12 s'"], found
+
+
+def test_no_headline_states_a_verdict_by_hand():
+    """run.record prints each lesson's headline; verdict words belong to the helpers, not to templates."""
+    from kdlab import course
+    from kdlab.experiments import VERDICT_WORDS
+
+    for name, lesson in course.LESSONS.items():
+        assert not VERDICT_WORDS.search(lesson.headline), f"{name}'s headline states a verdict: {lesson.headline!r}"

@@ -5,6 +5,9 @@ later notebook topic); every public ``check_*`` function of every module is
 re-exported here, so notebooks simply call ``kdlab.checks.check_kd_loss(...)``.
 See :mod:`kdlab.checks.feedback` for the :class:`Feedback` they return.
 
+``audit_kd_loss(fn)`` audits any distillation loss a learner wrote and names its
+problems (:mod:`kdlab.checks.audit`; notebook 10).
+
 ``hint("kd_loss")`` prints an exercise's next hint and ``solution("kd_loss")`` a solution,
 after an attempt (:mod:`kdlab.checks.hints`).
 """
@@ -14,10 +17,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from .audit import Audit, audit_kd_loss
 from .feedback import Feedback
 from .hints import hint, solution
 
-__all__ = ["Feedback", "hint", "solution"]
+__all__ = ["Audit", "Feedback", "audit_kd_loss", "hint", "solution"]
 
 # Import every topic module and lift its check_* functions to the package level.
 # Discovery (rather than a hand-kept list) lets each notebook's checks live in

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from .. import losses
+from .audit import NOTES, audit_kd_loss
 from .feedback import Feedback
 from .feedback import call as _call
 from .feedback import not_done as _not_done
@@ -211,32 +212,14 @@ def check_ece(my_ece: Callable[[torch.Tensor, torch.Tensor], float] | None, n_bi
 
 # --- notebook 03 ---------------------------------------------------------------------------
 
-def _kd_variants(s: torch.Tensor, t: torch.Tensor, T: float) -> dict[str, torch.Tensor]:
-    """The usual wrong versions of the KD loss, each with the feedback that names its mistake."""
-    import torch.nn.functional as F
-
-    log_ps, log_pt = F.log_softmax(s / T, 1), F.log_softmax(t / T, 1)
-    ps, pt = log_ps.exp(), log_pt.exp()
-    kl = (pt * (log_pt - log_ps)).sum(1).mean()
-    return {
-        "The T² factor is missing: multiply by T*T so the soft term's gradient keeps its size as T changes.": kl,
-        "The KL runs the wrong way (or student and teacher are swapped): it must be KL(teacher ‖ student), with the "
-        "teacher's probabilities as the weights. F.kl_div(input, target) wants the *student's* log-probabilities "
-        "as input.":
-            T * T * (ps * (log_ps - log_pt)).sum(1).mean(),
-        "You passed probabilities where F.kl_div expects log-probabilities for its first argument: use "
-        "F.log_softmax(student_logits / T, dim=1).": T * T * F.kl_div(ps, pt, reduction="batchmean"),
-        "reduction='mean' divides by batch × classes; use reduction='batchmean' (divide by the batch size only).":
-            T * T * (pt * (log_pt - log_ps)).sum() / pt.numel(),
-        "Divide the logits by T before the softmax, for both student and teacher.":
-            T * T * (F.softmax(t, 1) * (F.log_softmax(t, 1) - F.log_softmax(s, 1))).sum(1).mean(),
-        "You multiplied by T, not T².": T * kl,
-    }
-
-
 @for_exercise("kd_loss")
 def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None) -> Feedback:
-    """Exercise: ``my_kd_loss(student_logits, teacher_logits, T)`` = T² · KL(p_t^T ‖ p_s^T), batch mean."""
+    """Exercise: ``my_kd_loss(student_logits, teacher_logits, T)`` = T² · KL(p_t^T ‖ p_s^T), batch mean.
+
+    The mistakes are named by :func:`kdlab.checks.audit_kd_loss`, the auditor of notebook 10,
+    so both give the same explanation. A loss that is right but passes no gradient is left
+    to the autograder, which tests gradients.
+    """
     if my_kd_loss is None:
         return _not_done("define my_kd_loss(student_logits, teacher_logits, T).")
     gen = torch.Generator().manual_seed(3)
@@ -250,14 +233,19 @@ def check_kd_loss(my_kd_loss: Callable[[torch.Tensor, torch.Tensor, float], torc
     if value.dim() != 0:
         return _report(False, f"Return one number (a 0-dim tensor), not shape {tuple(value.shape)}: average over the batch.")
     expected = losses.kd_loss(s, t, T)
+    audit = audit_kd_loss(my_kd_loss, show=False)
+    problems = [code for code in audit.problems if code not in ("no_gradient", "wrong_gradient")]
     if torch.allclose(value, expected, rtol=1e-4, atol=1e-6):
         same = _probe(my_kd_loss, s, s.clone(), T)
         if same is not None and abs(float(same)) > 1e-5:
             return _report(False, "Right value, but the loss should be 0 when student and teacher logits are equal.")
-        return _report(True, f"Correct: {float(value):.4f}, equal to kdlab.losses.kd_loss.")
-    for message, wrong in _kd_variants(s, t, T).items():
-        if torch.allclose(value, wrong, rtol=1e-4, atol=1e-6):
-            return _report(False, message)
+        if not problems:
+            return _report(True, f"Correct: {float(value):.4f}, equal to kdlab.losses.kd_loss.")
+        return _report(False, "Right on the test batch, but: " + audit.explain(problems))
+    if problems and "wrong_value" not in problems:
+        return _report(False, audit.explain(problems))
+    if not problems and audit.notes:
+        return _report(False, NOTES[audit.notes[0]] + " The exercise asks for the KL itself.")
     return _report(False, f"Expected {float(expected):.4f} for the test batch, got {float(value):.4f}. Recipe: "
                           "log_softmax(student/T), softmax(teacher/T), F.kl_div(..., reduction='batchmean') · T².")
 

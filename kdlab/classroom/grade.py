@@ -149,7 +149,7 @@ def _environment(jobs: int) -> dict:
     env = dict(os.environ)
     env.update(KDLAB_SMOKE="1", PYTHONUNBUFFERED="1")
     env.setdefault("MPLBACKEND", "Agg")
-    for name in runner.THREAD_VARIABLES:  # each kernel gets its share of the cores, as in runner.sweep
+    for name in runner.THREAD_VARIABLES:  # each kernel gets its share of the cores, as in sweeps.sweep
         env.setdefault(name, str(runner.threads_per_job(jobs)))
     return env
 

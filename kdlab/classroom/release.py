@@ -45,16 +45,21 @@ def _set_metadata(cell, metadata: dict) -> None:
         cell.metadata[key] = nbformat.from_dict(value)
 
 
+def _rewrite(nb, kind: str, source, metadata) -> None:
+    """Give every exercise cell of ``kind`` ("answer" or "test") in ``nb`` the catalogue's source and metadata."""
+    for cell in nb.cells:
+        found = cells.role(cell)
+        if found and found[1] == kind:
+            ex = exercise(found[0])
+            cell.source = source(ex)
+            _set_metadata(cell, metadata(ex))
+
+
 def with_hidden_tests(nb):
     """A copy of ``nb`` whose test cells are the catalogue's checks followed by nbgrader hidden
     tests (:func:`kdlab.classroom.autograde`); answer cells are left as they are."""
     nb = copy.deepcopy(nb)
-    for cell in nb.cells:
-        found = cells.role(cell)
-        if found and found[1] == "test":
-            ex = exercise(found[0])
-            cell.source = cells.instructor_test(ex)
-            _set_metadata(cell, cells.test_metadata(ex))
+    _rewrite(nb, "test", cells.instructor_test, cells.test_metadata)
     return nb
 
 
@@ -63,11 +68,7 @@ def instructor_notebook(nb):
     nb = with_hidden_tests(nb)
     for cell in nb.cells:
         _clean(cell)
-        found = cells.role(cell)
-        if found and found[1] == "answer":
-            ex = exercise(found[0])
-            cell.source = cells.instructor_answer(ex)
-            _set_metadata(cell, cells.answer_metadata(ex))
+    _rewrite(nb, "answer", cells.instructor_answer, cells.answer_metadata)
     return nb
 
 

@@ -8,11 +8,12 @@ below by hand, so the catalogue never depends on what happens to have been impor
 from __future__ import annotations
 
 from ..exercises import Exercise, check_unique, unknown
-from . import adversarial, compress, core, interpretable, transfer, transplant
+from . import adversarial, beyond_logits, compress, core, interpretable, language, pitfalls, transfer, transplant
 
 #: Every exercise, in course order.
 EXERCISES: tuple[Exercise, ...] = (*core.EXERCISES, *transfer.EXERCISES, *adversarial.EXERCISES,
-                                   *transplant.EXERCISES, *interpretable.EXERCISES, *compress.EXERCISES)
+                                   *transplant.EXERCISES, *interpretable.EXERCISES, *compress.EXERCISES,
+                                   *pitfalls.EXERCISES, *beyond_logits.EXERCISES, *language.EXERCISES)
 check_unique(EXERCISES)
 _BY_ID = {ex.id: ex for ex in EXERCISES}
 

@@ -159,24 +159,26 @@ return -(p * logs).sum(dim=-1)''',
 
 # --- 03 ----------------------------------------------------------------------------------------
 
-def _kd_loss_tests(t):
-    t.formative(checks.check_kd_loss)
-    for (b, k), T, seed in (((1, 4), 1.0, 30), ((32, 10), 0.5, 31), ((32, 10), 10.0, 32), ((5, 3), 4.0, 33)):
-        s, z = _randn(b, k, seed=seed, scale=2), _randn(b, k, seed=seed + 100, scale=4)
+def kd_loss_trials(t, cases, seed: int) -> None:
+    """The autograder's trials of a KD loss ``t.call(s, z, T)`` (shared by 03's exercise and 10's).
+
+    ``cases`` are ((batch, classes), T) pairs; seeds count up from ``seed``.
+    """
+    for i, ((b, k), T) in enumerate(cases):
+        s, z = _randn(b, k, seed=seed + i, scale=2), _randn(b, k, seed=seed + i + 100, scale=4)
         same = unchanged(s), unchanged(z)
-        value = t.call(s, z, T)
-        t.expect(t.close(value, losses.kd_loss(s, z, T), atol=1e-5),
-                 f"Wrong for a batch of {b} with {k} classes at T = {T}: expected T² · KL(p_t ‖ p_s), averaged "
-                 "over the batch.")
+        t.expect(t.close(t.call(s, z, T), losses.kd_loss(s, z, T), atol=1e-5),
+                 f"Wrong for a batch of {b} with {k} classes at T = {T}: expected T² · KL(p_t^T ‖ p_s^T), "
+                 "averaged over the batch.")
         t.expect(all(check() for check in same), f"{t.name} changed the logits it was given; use s / T, not s /= T.")
-    s = _randn(8, 10, seed=34, scale=3)
+    seed += len(cases)
+    s = _randn(8, 10, seed=seed, scale=3)
     t.expect(t.close(t.call(s, s.clone(), 2.0), torch.tensor(0.0), atol=1e-5),
              "The loss must be 0 when the student's logits equal the teacher's.")
-    big_s, big_z = _randn(4, 10, seed=35, scale=1000), _randn(4, 10, seed=36, scale=1000)
-    value = t.call(big_s, big_z, 2.0)
-    t.expect(t.close(value, losses.kd_loss(big_s, big_z, 2.0), atol=1e-2, rtol=1e-3),
+    big_s, big_z = _randn(4, 10, seed=seed + 1, scale=1000), _randn(4, 10, seed=seed + 2, scale=1000)
+    t.expect(t.close(t.call(big_s, big_z, 2.0), losses.kd_loss(big_s, big_z, 2.0), atol=1e-2, rtol=1e-3),
              "Wrong or not finite for logits of size ~1000: use log_softmax (not log of softmax) for the student.")
-    s, z = _randn(16, 10, seed=37, scale=2).requires_grad_(), _randn(16, 10, seed=38, scale=4)
+    s, z = _randn(16, 10, seed=seed + 3, scale=2).requires_grad_(), _randn(16, 10, seed=seed + 4, scale=4)
     mine = t.call(s, z, 4.0)
     t.expect(isinstance(mine, torch.Tensor) and mine.requires_grad,
              f"No gradient flows through {t.name}: keep the computation in torch (no .item(), no numpy).")
@@ -184,6 +186,11 @@ def _kd_loss_tests(t):
     (want,) = torch.autograd.grad(losses.kd_loss(s, z, 4.0), s)
     t.expect(t.close(grad, want, atol=1e-6), "The gradient with respect to the student's logits is wrong, so "
              "training with this loss would not distil.")
+
+
+def _kd_loss_tests(t):
+    t.formative(checks.check_kd_loss)
+    kd_loss_trials(t, (((1, 4), 1.0), ((32, 10), 0.5), ((32, 10), 10.0), ((5, 3), 4.0)), seed=30)
 
 
 KD_LOSS = Exercise(
