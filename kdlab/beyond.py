@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from . import experiments, losses, models, objectives, validate
+from . import data, experiments, losses, models, objectives, validate
 from .data import Dataset, Split
 from .errors import ParameterError
 
@@ -41,7 +41,7 @@ def architectures(dataset: str, smoke: bool = False) -> dict[str, dict]:
     so stage j of one can be matched with stage j of the other: CNNs with a quarter and an
     eighth of its channels, or ResNet-8s of width 16 and 4. Smoke mode: smaller still.
     """
-    validate.choice("dataset", dataset, ("digits", "mnist-5k", "mnist", "fashion-mnist", "cifar10", "cifar100"))
+    validate.choice("dataset", dataset, data.NAMES)  # the image datasets; text corpora have no stages to match
     if dataset.startswith("cifar"):
         return {"student": {"name": "resnet", "depth": 8, "width": 4 if smoke else 16},
                 "tiny": {"name": "resnet", "depth": 8, "width": 2 if smoke else 4}}
@@ -100,8 +100,15 @@ def non_target_weight(teacher_logits: torch.Tensor, targets: torch.Tensor, tempe
 def versus(rows_a: Sequence[dict], rows_b: Sequence[dict], names: tuple[str, str], *,
            metric: str = "accuracy") -> experiments.Comparison:
     """:func:`kdlab.experiments.compare` of one test metric of two :func:`~kdlab.experiments.run_seeds`
-    results whose runs share seeds (paired): accuracy in percentage points, higher is better;
-    NLL, ECE and the KL to the teacher, lower is better."""
+    results whose runs share seeds (paired): accuracy in percentage points. Which side is better
+    follows the metric (:func:`kdlab.experiments.higher_is_better_for`): higher accuracy, agreement
+    and F1; lower NLL, ECE and KL to the teacher. A metric with no better side is refused."""
+    better = experiments.higher_is_better_for(metric)
+    missing = any(metric not in r for r in [*rows_a, *rows_b])
+    if better is None or missing:
+        known = [k for k in (rows_a or rows_b or [{}])[0] if experiments.higher_is_better_for(k) is not None]
+        why = "is not in every row" if missing else "has no better side to judge"
+        raise ParameterError(f"metric={metric!r} {why}; accepted: {', '.join(known) or 'none'}.")
     seeds_a, seeds_b = experiments.column(rows_a, "seed"), experiments.column(rows_b, "seed")
     if seeds_a != seeds_b:
         raise ParameterError(f"{names[0]} ran seeds {seeds_a} and {names[1]} seeds {seeds_b}; a paired "
@@ -110,7 +117,7 @@ def versus(rows_a: Sequence[dict], rows_b: Sequence[dict], names: tuple[str, str
     return experiments.compare(experiments.column(rows_a, metric), experiments.column(rows_b, metric), paired=True,
                                names=names, metric=f"test {metric}", scale=100.0 if accuracy else 1.0,
                                unit=" pp" if accuracy else "", digits=2 if accuracy else 3,
-                               higher_is_better=accuracy)
+                               higher_is_better=better)
 
 
 def attention_figure(teacher: nn.Module, students: Mapping[str, nn.Module], x: torch.Tensor, *, p: float = 2.0):

@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         if scheduler or args.shared_dir:  # a Dask cluster runs the points (kdlab.cluster)
             from . import cluster  # imported here: it needs the optional kdlab[cluster] extra
             pool = cluster.connect(scheduler, shared_dir=args.shared_dir, jobs=args.jobs, out=args.out)
+        # The shared folder as the cluster resolved it: the points' folders are sent to workers with another cwd.
+        out = pool.shared_dir if pool and pool.shared_dir else _out(args)
         try:
-            folder, failed = sweeps.sweep(notebook, grid, fixed, smoke=lab.smoke_mode(args.smoke),
-                                          out=Path(args.shared_dir) if args.shared_dir else _out(args), jobs=args.jobs,
-                                          metric=args.metric, argv=["kdlab", *argv],
+            folder, failed = sweeps.sweep(notebook, grid, fixed, smoke=lab.smoke_mode(args.smoke), out=out,
+                                          jobs=args.jobs, metric=args.metric, argv=["kdlab", *argv],
                                           executor=pool.run_points if pool else None)
         finally:
             if pool:

@@ -124,7 +124,7 @@ class Cluster:
             raise ClusterError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({err}); start "
                                "one with `dask scheduler`, or check the address and the firewall. Nothing has run."
                                ) from err
-        self._variables: list[str] = []
+        self._variables: dict[str, str] = {}  # {task key: name of the Variable of its attempts}
         try:
             self.workers = self._check_workers(timeout)
             if self.shared_dir is not None:
@@ -184,7 +184,7 @@ class Cluster:
         """
         if not points:
             return
-        from distributed import as_completed
+        from distributed import Variable, as_completed
 
         folder = points[0].folder.parent
         # The notebook and the checkpoints travel inside each task rather than scattered once:
@@ -218,6 +218,8 @@ class Cluster:
                 result = _outcome(future)
                 future.release()
                 done(point, self._record(point.folder, result))
+                # The task is over, so no attempt of it reads its Variable again: free it on the scheduler now.
+                Variable(self._variables.pop(future.key), self.client).delete()
         finally:  # Ctrl-C, or an error in done(): no point keeps running for nobody
             if running:
                 self.client.cancel(list(running), force=True)
@@ -228,13 +230,14 @@ class Cluster:
 
         (point.folder / "error.txt").unlink(missing_ok=True)  # a failure of an earlier call
         attempts = f"kdlab-attempts-{uuid.uuid4().hex}"  # the workers that started the point (run_point)
+        key = f"kdlab-point-{point.name}-{uuid.uuid4().hex[:8]}"
         Variable(attempts, self.client).set([])
-        self._variables.append(attempts)
+        self._variables[key] = attempts
+        # Resolved here: a worker would read a relative folder against its own working directory.
         return self.client.submit(run_point, point.notebook.name, source, point.parameters,
-                                  point_dir=str(point.folder), shared=self.shared_dir is not None,
+                                  point_dir=str(point.folder.resolve()), shared=self.shared_dir is not None,
                                   checkpoints=checkpoints, host_threads=host_threads, attempts=attempts,
-                                  version=self.version,
-                                  key=f"kdlab-point-{point.name}-{uuid.uuid4().hex[:8]}", pure=False)
+                                  version=self.version, key=key, pure=False)
 
     def _record(self, pdir: Path, result: Mapping) -> str | None:
         """Write what a worker sent back into ``pdir``; returns the error line, or None."""
@@ -252,7 +255,7 @@ class Cluster:
         from distributed import Variable
 
         try:
-            for name in self._variables:
+            for name in self._variables.values():  # the points still running when the sweep stopped
                 Variable(name, self.client).delete()
         finally:
             self._variables.clear()

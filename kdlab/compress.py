@@ -323,16 +323,14 @@ def pareto_front(points: Sequence, *, cost: str = "size", value: str = "accuracy
     if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Sequence):
         raise ParameterTypeError(f"points must be a list of (cost, value) pairs or of mappings, "
                                  f"got {type(points).__name__}.")
-    for name, tol in (("cost_tolerance", cost_tolerance), ("value_tolerance", value_tolerance),
-                      ("cost_rel_tolerance", cost_rel_tolerance)):
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < math.inf:
-            raise ParameterError(f"{name}={tol!r} must be a finite number, 0 or more.")
+    ct, cr, vt = (validate.real(name, tol, low=0.0) for name, tol in (
+        ("cost_tolerance", cost_tolerance), ("cost_rel_tolerance", cost_rel_tolerance),
+        ("value_tolerance", value_tolerance)))
     xy = [_point_xy(p, i, cost, value) for i, p in enumerate(points)]
 
     def apart(u: float, v: float, tol: float, rel: float = 0.0) -> float:  # how far u lies beyond v, noise removed
         return u - v - tol - max(FLOAT_NOISE, rel) * max(abs(u), abs(v))
 
-    ct, cr, vt = cost_tolerance, cost_rel_tolerance, value_tolerance
     front = []
     for i, (xi, yi) in enumerate(xy):
         dominated = any(apart(xj, xi, ct, cr) <= 0 and apart(yi, yj, vt) <= 0

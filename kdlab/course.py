@@ -19,6 +19,7 @@ Rules are short strings a reader can take in at a glance:
 ``">0"``           a finite number above 0
 ``">=0"``          a finite number, 0 or more
 ``"int>=1"``       an integer, at least 1 (``int>=0``: at least 0)
+``"int>=4%4"``     an integer, at least 4, and a multiple of 4
 ``"[0,1]"``        a number in the interval (also ``[0,1)``, ``(0,1]``)
 ``"each <rule>"``  a list whose every entry follows ``<rule>``
 ``"nonempty ..."`` the list must have at least one entry
@@ -159,8 +160,8 @@ LESSONS: dict[str, Lesson] = {lesson.name: lesson for lesson in (
            minutes=4.9, headline="validation bits per character: teacher {teacher_bpc:.3f}, scratch {scratch_bpc:.3f}, "
                                  "forward KL {forward_kl_bpc:.3f}, reverse KL {reverse_kl_bpc:.3f}, sequence-level "
                                  "{sequence_level_bpc:.3f}",
-           rules={"dataset": ("pydoc", "synthetic"), "context": "int>=8", "fraction": "(0,1]", "teacher_width": "int>=4",
-                  "teacher_epochs": "int>=1", "student_family": ("transformer", "gru"), "student_width": "int>=4",
+           rules={"dataset": ("pydoc", "synthetic"), "context": "int>=8", "fraction": "(0,1]", "teacher_width": "int>=4%4",
+                  "teacher_epochs": "int>=1", "student_family": ("transformer", "gru"), "student_width": "int>=4%4",
                   "gru_hidden": "int>=1", "epochs": "int>=0", "distil_fraction": "(0,1]", "distil_lr": ">0",
                   "sample_temperature": ">=0", "prompt_length": "int>=1", "on_policy_mix": "[0,1]",
                   "synthetic_context": "int>=8", "synthetic_epochs": "int>=1"},
@@ -179,6 +180,7 @@ def lesson(name: str) -> Lesson:
     return matches[0]
 
 
+_INTEGER = re.compile(r"^int>=(-?\d+)(?:%(\d+))?$")
 _INTERVAL = re.compile(r"^([\[(])(-?[\d.]+),(-?[\d.]+)([\])])$")
 
 
@@ -199,8 +201,14 @@ def check_value(name: str, value, rule):
             raise ParameterTypeError(f"{name}={value!r} must be a list; accepted: a list, each entry {words[1]}.")
         return [check_value(f"{name}[{i}]", item, words[1]) for i, item in enumerate(value)]
     (base,) = words
-    if base.startswith("int>="):
-        return validate.integer(name, value, low=int(base[5:]))
+    integer = _INTEGER.match(base)
+    if integer:
+        low, step = int(integer[1]), int(integer[2] or 1)
+        value = validate.integer(name, value, low=low)
+        if value % step:
+            raise ParameterError(f"{name}={value!r} is not a multiple of {step}; accepted: an integer >= {low} "
+                                 f"that is a multiple of {step}.")
+        return value
     if base == ">0":
         return validate.positive(name, value)
     if base == ">=0":

@@ -144,7 +144,8 @@ def gap_closed_reason(scratch: float | Sequence[float], teacher: float) -> str |
     gap, and a negative gap turns a distilled student that lost 13 pp into "closed 96% of
     the gap"; a gap within the noise turns noise into any ratio at all.
     """
-    mean, half = metrics.mean_ci(_accuracies(scratch))
+    values = _values("scratch", scratch)
+    mean, half = metrics.mean_ci(values)
     if not _is_number(scratch) and math.isnan(half):
         reason = f"{GAP_NOT_DEFINED} by more than the seed spread (one scratch seed gives no spread to compare with)"
     elif teacher - mean > max(0.0 if math.isnan(half) else half, 1e-12):
@@ -165,16 +166,43 @@ def gap_closed(student: float | Sequence[float], scratch: float | Sequence[float
     """
     if gap_closed_reason(scratch, teacher) is not None:
         return float("nan")
-    mean = lambda v: sum(_accuracies(v)) / len(_accuracies(v))
-    return (mean(student) - mean(scratch)) / (teacher - mean(scratch))
+    base = float(np.mean(_values("scratch", scratch)))
+    return (float(np.mean(_values("student", student))) - base) / (teacher - base)
+
+
+#: Which way a metric is better, from the end of its name (after its last "." but a ".mean", and
+#: without a "_change"): the first pattern that matches decides (see :func:`higher_is_better_for`).
+_DIRECTIONS = (
+    (r"(^|_)ci(95)?(_pp)?$", None),  # a CI's half-width (gain_ci_pp, kl_change_ci) is a spread, not a result
+    (r"plain_size_ratio$", False),  # notebook 09's pruned_plain_size_ratio is pruned ÷ dense file size
+    (r"(^|_)(acc|accuracy|agreement|f1|f1_macro|gap_closed|pp|speedup|size_ratio)$", True),
+    (r"(^|_)(nll|ece|loss|bpc|error|error_count|seconds|ms|bytes|mb|mib|size|size_plain|size_gzip|latency)$"
+     r"|^kl(_|$)|_kl$", False),
+)
+
+
+def higher_is_better_for(metric: str) -> bool | None:
+    """Whether a higher value of ``metric`` is better (True), worse (False), or neither/unknown (None).
+
+    Decided by the end of its name, as the kit names its metrics: accuracies (``*accuracy``,
+    ``*_acc``), ``agreement``, ``f1*``, ``gap_closed`` and accuracy gains in pp (``*_pp``),
+    speed-ups and compression ratios (``*speedup``, ``*_size_ratio``: dense ÷ compressed, but not
+    ``*plain_size_ratio``, pruned ÷ dense) are higher-is-better; ``nll``, ``ece``, ``*loss``, ``kl*``, ``*bpc``, errors, times (``*_seconds``,
+    ``*_ms``, ``latency``) and sizes (``*size``, ``*_bytes``, ``*_mb``) are lower-is-better, and so
+    is their ``*_change``. A CI's half-width (``*_ci``, ``*_ci_pp``, ``ci95``) and anything else
+    (entropies, counts, temperatures) has no better side: None. ``"a.b.nll.mean"`` is judged as ``nll``.
+    """
+    if not isinstance(metric, str):
+        raise ParameterTypeError(f"metric must be a metric's name (a string), got {metric!r}.")
+    name = re.sub(r"_change$", "", metric.lower().removesuffix(".mean").rsplit(".", 1)[-1])
+    return next((better for pattern, better in _DIRECTIONS if re.search(pattern, name)), None)
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) or getattr(value, "ndim", None) == 0  # numpy and torch scalars too
-
-
-def _accuracies(value) -> list[float]:
-    return [float(value)] if _is_number(value) else [float(v) for v in value]
+    """A number, not a bool (as :func:`kdlab.sweeps.is_number`, which imports this module): numpy and 0-d
+    torch scalars too."""
+    return not isinstance(value, (bool, np.bool_)) and (isinstance(value, (int, float, np.number))
+                                                        or getattr(value, "ndim", None) == 0)
 
 
 # --- verdicts: the one place a comparison becomes a word -----------------------------------
@@ -298,16 +326,17 @@ class Comparison:
 
 
 def _values(name: str, x) -> list[float]:
-    if isinstance(x, (int, float, np.number)) and not isinstance(x, bool):
+    """``x`` (one number, or per-seed numbers) as a list of floats, checked: finite, at least one."""
+    if _is_number(x):
         values = [float(x)]
     elif isinstance(x, (str, bytes, Mapping)) or not isinstance(x, (Sequence, np.ndarray)):
         raise ParameterTypeError(f"{name}={x!r} must be a number or a list of per-seed numbers.")
     else:
         values = [float(v) for v in x]
     if not values:
-        raise ParameterError(f"{name} is empty; compare needs at least one value on each side.")
+        raise ParameterError(f"{name} is empty; give at least one value.")
     if not all(math.isfinite(v) for v in values):
-        raise ParameterError(f"{name}={values!r} holds a non-finite value; compare needs finite numbers.")
+        raise ParameterError(f"{name}={values!r} holds a non-finite value; give finite numbers.")
     return values
 
 
@@ -384,11 +413,11 @@ def compare(a, b, *, paired: bool, higher_is_better: bool | None = True, names: 
         xs, ys = [math.log(x) for x in xs], [math.log(y) for y in ys]
     na, nb = len(xs), len(ys)
     mean_a, mean_b = float(np.mean(xs)), float(np.mean(ys))
-    if paired:
-        d = np.subtract(xs, ys)
-        diff = float(d.mean())
-        n_eff, sd = len(d), (float(d.std(ddof=1)) if len(d) > 1 else float("nan"))
-        se, df = (sd / math.sqrt(n_eff) if n_eff > 1 else float("nan")), n_eff - 1
+    t_crit = lambda df_: float(stats.t.ppf((1 + confidence) / 2, df_))
+    if paired:  # the notebooks' paired interval; the p-value's standard error follows from its half-width
+        diff, half = metrics.paired_ci(xs, ys, confidence)
+        df = na - 1
+        se = half / t_crit(df) if df >= 1 else float("nan")
     else:
         diff = mean_a - mean_b
         va = float(np.var(xs, ddof=1)) / na if na > 1 else 0.0
@@ -400,13 +429,13 @@ def compare(a, b, *, paired: bool, higher_is_better: bool | None = True, names: 
         else:  # Welch-Satterthwaite degrees of freedom
             se = math.sqrt(va + vb)
             df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1)) if va + vb > 0 else na + nb - 2
+        half = t_crit(df) * se if df >= 1 else float("nan")
     if ratio:  # a ratio within 1 ± rel_tolerance (or float noise) is a tie
         noise = math.log1p(max(rel_tolerance, FLOAT_NOISE))
     else:
         noise = tolerance + max(rel_tolerance, FLOAT_NOISE) * max(abs(mean_a), abs(mean_b))
     has_tolerance = tolerance > 0 or rel_tolerance > 0
     if df >= 1 and not math.isnan(se):
-        half = float(stats.t.ppf((1 + confidence) / 2, df) * se)
         p = float(2 * stats.t.sf(abs(diff) / se, df)) if se > 0 else (0.0 if diff != 0 else 1.0)
     else:
         half, p = float("nan"), float("nan")

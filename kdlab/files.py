@@ -5,10 +5,12 @@
   one, never half of one, and a process killed mid-write leaves the old file intact.
 * :func:`jsonable` turns tensors, numpy numbers and NaN into what JSON can hold;
   :func:`write_json` writes the result atomically.
+* :func:`write_png` saves a matplotlib figure atomically.
 * :func:`new_folder` makes a folder no earlier run has used.
 
 Checkpoints (:mod:`kdlab.checkpoint`), metrics (:mod:`kdlab.lab`), run records
-(:mod:`kdlab.runner`) and measured model sizes (:mod:`kdlab.compress`) all go through here.
+(:mod:`kdlab.runner`), measured model sizes (:mod:`kdlab.compress`) and figures
+(:mod:`kdlab.lab`, :mod:`kdlab.sweeps`) all go through here.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``jsonable(obj)`` to ``path`` atomically, indented for reading; returns the path."""
     text = json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
     return atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_png(fig, path: str | os.PathLike, *, dpi: int = 110, bbox_inches: str | None = None) -> Path:
+    """Save matplotlib figure ``fig`` as a PNG at ``path`` atomically (a killed run leaves no half image);
+    ``bbox_inches="tight"`` crops the white margin. Returns the path."""
+    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi, bbox_inches=bbox_inches), "wb")
 
 
 def new_folder(base: str | os.PathLike, prefix: str) -> Path:

@@ -20,15 +20,16 @@ import os
 import ast
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from . import checkpoint, course, data, experiments, metrics, models, train
 from .errors import ParameterError, ParameterTypeError
-from .files import new_folder, write_json
+from .files import new_folder, write_json, write_png
 
 SMOKE_DATASET = course.SMOKE_DATASET
 #: The notebooks' ``checkpoint_dir`` default, relative to ``notebooks/``; ``$KDLAB_CHECKPOINTS`` replaces it.
@@ -121,11 +122,8 @@ def write_metrics(out: str | os.PathLike, metrics_dict: Mapping, name: str = "me
 
 
 def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = 110) -> Path:
-    """Save a matplotlib figure as ``<out>/<name>.png`` (for ``kdlab run`` and reports)."""
-    path = Path(out) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    """Save a matplotlib figure as ``<out>/<name>.png``, atomically and cropped (for ``kdlab run`` and reports)."""
+    return write_png(fig, Path(out) / f"{name}.png", dpi=dpi, bbox_inches="tight")
 
 
 # --- one line at each end of a notebook --------------------------------------------------
@@ -264,16 +262,38 @@ def teacher_recipe(dataset: str, smoke: bool = False) -> dict:
     return recipe
 
 
-def teacher_path(checkpoint_dir: str | os.PathLike, dataset: str, smoke: bool = False) -> Path:
-    """Where the teacher for ``dataset`` lives: ``<checkpoint_dir>/teacher_<dataset>[_smoke].pt``.
-
-    ``$KDLAB_CHECKPOINTS`` replaces the notebooks' default ``checkpoint_dir``
-    (:data:`DEFAULT_CHECKPOINT_DIR`), as ``$KDLAB_RUNS`` replaces the default output
-    folder; a folder passed explicitly (by papermill or ``kdlab run``) is kept.
-    """
+def checkpoint_folder(checkpoint_dir: str | os.PathLike) -> Path:
+    """The folder teachers are kept in: ``$KDLAB_CHECKPOINTS`` in place of the notebooks' default
+    ``checkpoint_dir`` (:data:`DEFAULT_CHECKPOINT_DIR`), as ``$KDLAB_RUNS`` replaces the default
+    output folder; a folder passed explicitly (by papermill or ``kdlab run``) is kept."""
     if os.fspath(checkpoint_dir) == DEFAULT_CHECKPOINT_DIR and os.environ.get("KDLAB_CHECKPOINTS"):
-        checkpoint_dir = os.environ["KDLAB_CHECKPOINTS"]
-    return Path(checkpoint_dir) / f"teacher_{dataset}{'_smoke' if smoke else ''}.pt"
+        return Path(os.environ["KDLAB_CHECKPOINTS"])
+    return Path(checkpoint_dir)
+
+
+def load_or_train(path: Path, make: Callable[[], tuple[nn.Module, dict]], *,
+                  device: str | torch.device = "cpu") -> tuple[nn.Module, dict, bool]:
+    """The model saved at ``path``, or the one ``make()`` trains and returns with its metadata, saved there.
+
+    Returns ``(model, metadata, loaded)``, the model in eval mode; ``loaded`` is False when
+    ``make`` ran. A file is never overwritten: when another process (a parallel sweep point)
+    saves first, its model and metadata are loaded and returned, so every process uses the same one.
+    """
+    if path.exists():
+        model, meta = checkpoint.load(path, device=device)
+        return model, meta, True
+    model, meta = make()
+    try:
+        checkpoint.save(model, path, **meta)
+    except FileExistsError:  # another process saved first: take its file, so all of them use one model
+        model, meta = checkpoint.load(path, device=device)
+    return model.eval(), meta, False
+
+
+def teacher_path(checkpoint_dir: str | os.PathLike, dataset: str, smoke: bool = False) -> Path:
+    """Where the teacher for ``dataset`` lives: ``<checkpoint_dir>/teacher_<dataset>[_smoke].pt``,
+    the folder from :func:`checkpoint_folder`."""
+    return checkpoint_folder(checkpoint_dir) / f"teacher_{dataset}{'_smoke' if smoke else ''}.pt"
 
 
 def train_teacher(ds: data.Dataset, *, smoke: bool = False, seed: int = 0, device: str = "auto",
@@ -300,18 +320,17 @@ def load_or_train_teacher(ds: data.Dataset, checkpoint_dir: str | os.PathLike, *
     is saved where notebook 01 would have put it, never over an existing file.
     """
     path = teacher_path(checkpoint_dir, ds.name, smoke)
-    if path.exists():
-        teacher, meta = checkpoint.load(path)
+
+    def train_now():
+        print(f"No teacher checkpoint at {path}: training one now with notebook 01's recipe "
+              f"({'seconds' if smoke else 'about a minute on a laptop CPU'}). Run notebook 01 to see how.")
+        teacher, history = train_teacher(ds, smoke=smoke, seed=seed, device=device, progress=progress, **overrides)
+        return teacher, {"dataset": ds.name, "smoke": smoke, "seed": seed,
+                         "recipe": {**teacher_recipe(ds.name, smoke), **overrides},
+                         "test_metrics": metrics.evaluate(teacher, ds.test), "train_seconds": history.total_seconds}
+
+    teacher, meta, loaded = load_or_train(path, train_now)
+    if loaded:
         acc = meta.get("test_metrics", {}).get("accuracy")
         print(f"Loaded the teacher from {path}" + (f" (test accuracy {acc:.2%})." if acc is not None else "."))
-        return teacher, meta
-    print(f"No teacher checkpoint at {path}: training one now with notebook 01's recipe "
-          f"({'seconds' if smoke else 'about a minute on a laptop CPU'}). Run notebook 01 to see how.")
-    teacher, history = train_teacher(ds, smoke=smoke, seed=seed, device=device, progress=progress, **overrides)
-    meta = {"dataset": ds.name, "smoke": smoke, "seed": seed, "recipe": {**teacher_recipe(ds.name, smoke), **overrides},
-            "test_metrics": metrics.evaluate(teacher, ds.test), "train_seconds": history.total_seconds}
-    try:
-        checkpoint.save(teacher, path, **meta)
-    except FileExistsError:  # another process (a parallel sweep point) saved one first: use it
-        teacher, meta = checkpoint.load(path)
-    return teacher.eval(), meta
+    return teacher, meta

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import devices, inference, losses, validate
+from . import devices, inference, losses, metrics, validate
 from .data import Batch, Dataset, Split
 from .errors import ParameterError, ParameterTypeError
 from .objectives import Objective, as_teacher, scored_positions
@@ -55,13 +55,11 @@ LN2 = math.log(2.0)
 def teacher_path(checkpoint_dir: str | os.PathLike, recipe: dict) -> Path:
     """Where a teacher trained with ``recipe`` is kept: ``<checkpoint_dir>/lm_teacher_<dataset>_<hash>.pt``,
     the hash covering the whole recipe (the corpus's SHA-256 included), so any change trains a new one.
-    ``$KDLAB_CHECKPOINTS`` replaces the notebooks' default folder, as for notebook 01's teacher."""
-    from .lab import DEFAULT_CHECKPOINT_DIR
+    The folder is :func:`kdlab.lab.checkpoint_folder`'s, as for notebook 01's teacher."""
+    from .lab import checkpoint_folder
 
-    if os.fspath(checkpoint_dir) == DEFAULT_CHECKPOINT_DIR and os.environ.get("KDLAB_CHECKPOINTS"):
-        checkpoint_dir = os.environ["KDLAB_CHECKPOINTS"]
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(checkpoint_dir) / f"lm_teacher_{recipe['dataset']}_{digest}.pt"
+    return checkpoint_folder(checkpoint_dir) / f"lm_teacher_{recipe['dataset']}_{digest}.pt"
 
 
 def load_or_train_teacher(ds: Dataset, checkpoint_dir: str | os.PathLike, *, d_model: int = 128, n_layers: int = 4,
@@ -70,27 +68,26 @@ def load_or_train_teacher(ds: Dataset, checkpoint_dir: str | os.PathLike, *, d_m
     """A transformer teacher for text dataset ``ds``: loaded if one was trained with the same recipe
     (see :func:`teacher_path`), else trained now with :func:`kdlab.train.fit` (AdamW, cosine decay
     after a warm-up of a tenth of an epoch) and saved. Returns ``(teacher, metadata)``; the
-    metadata holds the recipe, the training ``records`` and ``train_seconds``, and ``loaded``."""
-    from . import checkpoint, models, train
+    metadata holds the recipe, the training ``records`` and ``train_seconds``, ``loaded`` (False
+    when it was trained here) and ``path``. If a parallel run saves the same recipe first, its
+    teacher is the one returned (:func:`kdlab.lab.load_or_train`)."""
+    from . import models, train
+    from .lab import load_or_train
 
     recipe = {"dataset": ds.name, "corpus_sha256": ds.info.get("sha256"), "context": ds.input_shape[0],
               "train_windows": len(ds.train), "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
               "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed}
     path = teacher_path(checkpoint_dir, recipe)
-    if path.exists():
-        teacher, meta = checkpoint.load(path, device=devices.resolve(device))
-        return teacher.eval(), {**meta, "loaded": True, "path": str(path)}
-    teacher = models.create("transformer", num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed,
-                            d_model=d_model, n_layers=n_layers, n_heads=n_heads)
-    history = train.fit(teacher, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
-                        progress=progress, config=train.TrainConfig(warmup_epochs=min(0.1, epochs / 10)))
-    meta = {"recipe": recipe, "records": history.records, "train_seconds": history.total_seconds}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        checkpoint.save(teacher, path, **meta)
-    except FileExistsError:  # a parallel run saved the same recipe first: either copy will do
-        pass
-    return teacher.eval(), {**meta, "loaded": False, "path": str(path)}
+
+    def train_now():
+        teacher = models.create("transformer", num_classes=ds.num_classes, input_shape=ds.input_shape, seed=seed,
+                                d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+        history = train.fit(teacher, ds, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device,
+                            progress=progress, config=train.TrainConfig(warmup_epochs=min(0.1, epochs / 10)))
+        return teacher, {"recipe": recipe, "records": history.records, "train_seconds": history.total_seconds}
+
+    teacher, meta, loaded = load_or_train(path, train_now, device=devices.resolve(device))
+    return teacher, {**meta, "loaded": loaded, "path": str(path)}
 
 
 # --- sampling -------------------------------------------------------------------------------
@@ -117,12 +114,13 @@ def generate(model: nn.Module, prompt: torch.Tensor, new_tokens: int, *, tempera
     whole sequence so far. Both give the same tokens (tested); the cache is much faster
     (docs/BENCHMARKS.md, section 7). The model runs in eval mode and is left as it was.
     A transformer reads at most its ``context``: ``P + new_tokens`` may exceed it by one, the
-    last token, which is sampled but never read.
+    last token, which is sampled but never read. A GRU has no such limit.
     """
     new_tokens = validate.integer("new_tokens", new_tokens, low=0)
     if not isinstance(prompt, torch.Tensor) or prompt.dtype != torch.long or prompt.dim() != 2 or prompt.shape[1] < 1:
         got = f"{prompt.dtype} {tuple(prompt.shape)}" if isinstance(prompt, torch.Tensor) else type(prompt).__name__
         raise ParameterError(f"prompt must be int64 token ids of shape (batch, length >= 1), got {got}.")
+    # Only a model with a position table has a context (the transformer; a GRU reads any length).
     context, read = getattr(model, "context", None), prompt.shape[1] + new_tokens - 1  # the last token is never read
     if context is not None and read > context:
         raise ParameterError(f"prompt length {prompt.shape[1]} + new_tokens={new_tokens} needs {read} positions; "
@@ -301,18 +299,21 @@ def evaluate(model: nn.Module, split: TextSplit, *, teacher_logits: torch.Tensor
       minimises), ``reverse_kl_to_teacher`` ``KL(p_s‖p_t)``, and the teacher's ``teacher_entropy``;
     * with ``truth`` (probabilities ``(N, L, V)``, :func:`kdlab.text.truth`): ``kl_to_truth``
       ``KL(p_true‖p_s)``, how far the model is from the language itself.
+
+    ``bpc``, ``accuracy``, ``characters`` and ``kl_to_teacher`` are :func:`kdlab.metrics.evaluate`'s
+    ``nll``, ``accuracy``, ``n`` and ``kl_to_teacher`` in bits, so the two always agree; ``logits``
+    (precomputed ``(N, L, V)``) skips the model's forward pass.
     """
     if logits is None:
         logits = inference.predict_logits(model, split)  # (N, L, V)
+    kit = metrics.evaluate(model, split, logits=logits, teacher_logits=teacher_logits, device=logits.device)
     scored = (split.y != losses.IGNORE_INDEX).to(logits.device)
     log_p = logits[scored].log_softmax(-1)  # (n, V), one row per scored character
-    y = split.y.to(logits.device)[scored]
-    out = {"bpc": float(-log_p.gather(1, y[:, None]).mean()) / LN2,
-           "entropy": float(losses.entropy(log_p.exp()).mean()),
-           "accuracy": float((log_p.argmax(1) == y).float().mean()), "characters": int(scored.sum())}
+    out = {"bpc": kit["nll"] / LN2, "entropy": float(losses.entropy(log_p.exp()).mean()),
+           "accuracy": kit["accuracy"], "characters": kit["n"]}
     if teacher_logits is not None:
         log_t = teacher_logits.to(logits.device)[scored].float().log_softmax(-1)
-        out["kl_to_teacher"] = float(losses.kd_loss(log_p, log_t, 1.0, check=False)) / LN2
+        out["kl_to_teacher"] = max(0.0, kit["kl_to_teacher"]) / LN2  # rounding can leave -1e-9 for equal models
         out["reverse_kl_to_teacher"] = float(losses.reverse_kl_loss(log_p, log_t, 1.0, check=False)) / LN2
         out["teacher_entropy"] = float(losses.entropy(log_t.exp()).mean())
     if truth is not None:

@@ -346,7 +346,7 @@ def rkd_loss(student_embeddings: torch.Tensor, teacher_embeddings: torch.Tensor,
 
 
 def decoupled_kd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                       temperature: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
+                       temperature: float = 4.0, *, check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The two parts of classic KD that Zhao et al. decouple, per example and T²-scaled: ``(tckd, nckd)``, each (B,).
 
     With b = (p_y, 1 − p_y) the binary "target class or not" distribution and p̂ the
@@ -364,6 +364,10 @@ def decoupled_kd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     probabilities), so it stays finite for very confident teachers. :func:`dkd_loss` weighs the
     two freely.
 
+    ``check=False`` skips the check that every label is one of the K classes, which reads the
+    labels back from the device, for callers whose labels were checked once
+    (:class:`kdlab.objectives.DecoupledDistillation`: ``fit`` checks the data).
+
     Reference: B. Zhao, Q. Cui, R. Song, Y. Qiu, J. Liang, "Decoupled Knowledge Distillation",
     CVPR 2022, arXiv:2203.08679.
     """
@@ -372,7 +376,8 @@ def decoupled_kd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     if student_logits.dim() != 2:
         raise validate.ParameterError(f"student_logits has shape {tuple(student_logits.shape)}; decoupled KD takes "
                                       "(batch, classes) logits (flatten sequence positions into the batch first).")
-    _validate_targets(targets, student_logits)
+    if check:  # int(min), int(max): two device syncs, too many for every training step
+        _validate_targets(targets, student_logits)
     b, k = student_logits.shape
     if k < 2:
         raise validate.ParameterError(f"the logits have {k} class; decoupled KD needs at least 2.")

@@ -104,7 +104,9 @@ def evaluate(model: nn.Module, split: Split, *, teacher: nn.Module | None = None
         logits = predict_logits(model.to(device), split, batch_size=batch_size, device=device)
     for name, given in (("logits", logits), ("teacher_logits", teacher_logits)):
         if given is not None and (given.dim() != split.y.dim() + 1 or given.shape[0] != len(split)):
-            raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must be (examples, classes) with one "
+            # A text split's targets are (examples, length), so its logits carry a vocabulary axis too.
+            shape = "(examples, length, vocabulary)" if split.y.dim() == 2 else "(examples, classes)"
+            raise ParameterError(f"{name} has shape {tuple(given.shape)}; it must be {shape} with one "
                                  f"row per example of the split ({len(split)} rows).")
     y = split.y.to(logits.device)
     if logits.dim() == 3:  # text: keep the positions that are not padding, one row each

@@ -140,8 +140,10 @@ class OnlineTeacherDistillation(Objective):
 
     .. math:: L = \alpha \cdot T^2 \, KL(p_t^T \,\|\, p_s^T) + (1 - \alpha) \cdot CE(y, z_s)
 
-    With both switches at their defaults this is correct, and equals
-    ``Distillation(Teacher(teacher, cache=False), T, alpha)``. Each switch is one classic slip:
+    With both switches at their defaults this is correct, and in float32 (``fit``'s default on
+    the CPU) it equals ``Distillation(Teacher(teacher, cache=False), T, alpha)``. Under bf16
+    autocast (``fit``'s default on CUDA) they differ by rounding: :class:`~kdlab.teacher.Teacher`
+    runs the teacher in bf16 (and channels_last), this class in float32. Each switch is one classic slip:
 
     * ``teacher_train_mode=True`` (WRONG): the teacher stays in train mode, as it does when a
       wrapper module holding both models is put in train mode. Dropout then drops teacher
@@ -245,10 +247,6 @@ def logits_in_train_mode(teacher: nn.Module, split: Split, *, batch_size: int = 
     return torch.cat(out)
 
 
-#: Metrics where a lower value is better: a rise is a cost.
-LOWER_IS_BETTER = ("nll", "ece", "kl_to_teacher")
-
-
 def paired_effects(rows: list[dict], reference: list[dict],
                    keys: tuple[str, ...] = ("accuracy", "nll", "ece", "kl_to_teacher"), *,
                    names: tuple[str, str] = ("pitfall", "correct")) -> dict[str, dict]:
@@ -256,10 +254,11 @@ def paired_effects(rows: list[dict], reference: list[dict],
     its verdict from :func:`kdlab.experiments.compare`:
     ``{"accuracy_pp": {"mean", "ci95", "p_value", "word", "outcome", "phrase"}, "nll": {...}, ...}``
     (accuracy in percentage points; ``ci95`` is the half-width of the paired 95% CI; ``word`` is
-    "higher", "lower" or "tie"; ``outcome`` "better", "worse" or "tie" for ``rows``; ``phrase``
+    "higher", "lower" or "tie"; ``outcome`` "better", "worse" or "tie" for ``rows``, which way is
+    better following :func:`kdlab.experiments.higher_is_better_for` (``word`` where neither is); ``phrase``
     the verdict to print, naming the two sides ``names``). Rows are
     :func:`kdlab.experiments.run_seeds` rows; a metric missing from a row is skipped."""
-    from .experiments import compare
+    from .experiments import compare, higher_is_better_for
 
     by_seed = {r["seed"]: r for r in reference}
     shared = [r for r in rows if r["seed"] in by_seed]
@@ -270,7 +269,7 @@ def paired_effects(rows: list[dict], reference: list[dict],
         if all(key in r and key in by_seed[r["seed"]] for r in shared):
             scale = 100.0 if key == "accuracy" else 1.0
             c = compare([r[key] for r in shared], [by_seed[r["seed"]][key] for r in shared], paired=True,
-                        higher_is_better=key not in LOWER_IS_BETTER, names=names, metric=key, scale=scale,
+                        higher_is_better=higher_is_better_for(key), names=names, metric=key, scale=scale,
                         unit=" pp" if key == "accuracy" else "", digits=2 if key == "accuracy" else 3)
             out[f"{key}_pp" if key == "accuracy" else key] = {
                 "mean": c.difference, "ci95": c.ci95, "p_value": c.p_value, "word": c.word, "outcome": c.outcome,

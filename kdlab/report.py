@@ -17,7 +17,8 @@ in a column, and a CI always with the decimals of its mean. A metric the noteboo
 not define (``null`` in its ``metrics.json``, the reason under ``"undefined"``) is printed
 as "not defined" with that reason, never as a number; ``gap_closed`` is computed over each
 setting's seeds with :func:`kdlab.experiments.gap_closed`, which is not defined unless the
-teacher beats the scratch student by more than the seed spread.
+teacher beats the scratch student by more than the seed spread (so never from one seed); a
+sweep with no seed swept shows the ``gap_closed`` each point's notebook computed over its own seeds.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ from pathlib import Path
 
 from . import course, experiments, metrics
 from .errors import ParameterError
-from .files import atomic_write
-from .sweeps import is_number, numeric_columns, point_name, point_rows, save_figure, summary_figure
+from .files import atomic_write, write_png
+from .runner import parse_value
+from .sweeps import Point, is_number, numeric_columns, point_error, point_name, point_rows, summary_figure
 
 #: The metrics a sweep's page shows first, where a notebook records them (notebook 04's).
 PREFERRED = ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed")
-#: Parts of a metric's name that mean lower is better (for a comparison's "better"/"worse").
-LOWER_IS_BETTER = ("nll", "kl", "ece", "loss", "error", "seconds", "latency", "_ms", "size", "bytes")
 #: Columns of results.csv that are bookkeeping, not results.
 _NOT_RESULTS = ("seconds", "smoke", "at_defaults")
 
@@ -128,8 +128,6 @@ def _data_uri(path: Path) -> str:
 def parse_baseline(items: Sequence[str] | None, grid: Mapping[str, Sequence]) -> dict:
     """``["temperature=1"]`` (or ``"temperature=1,alpha=0.5"``) as ``{"temperature": 1.0}``,
     each name a swept parameter other than seed and each value one of its grid values."""
-    import yaml
-
     choice = {}
     for item in [part for text in (items or ()) for part in str(text).split(",") if part.strip()]:
         name, sep, text = item.partition("=")
@@ -138,7 +136,7 @@ def parse_baseline(items: Sequence[str] | None, grid: Mapping[str, Sequence]) ->
         if not sep or name not in swept:
             raise ParameterError(f"--baseline {item!r} must be NAME=VALUE with NAME a swept parameter other than "
                                  f"seed ({', '.join(swept) or 'none in this sweep'}).")
-        value = yaml.safe_load(text)
+        value = parse_value(text)  # as the grid's -p values were read; unparsable YAML stays text, refused below
         if value not in grid[name]:
             raise ParameterError(f"--baseline {item!r}: {name}={value!r} is not in the grid; its values are "
                                  f"{', '.join(map(str, grid[name]))}.")
@@ -162,17 +160,18 @@ def _reason(rows: Sequence[Mapping], metric: str) -> str:
 
 
 def _gap_cell(group: Sequence[Mapping]) -> tuple[str, float | None]:
-    """gap_closed over a setting's seeds, from its accuracies (:func:`kdlab.experiments.gap_closed`)."""
+    """gap_closed over a setting's seeds, from its accuracies (:func:`kdlab.experiments.gap_closed`):
+    per-seed lists, so one seed is not defined (no spread to compare the gap with)."""
     scratch = [r["scratch_accuracy"] for r in group if is_number(r.get("scratch_accuracy"))]
     distilled = [r["distilled_accuracy"] for r in group if is_number(r.get("distilled_accuracy"))]
     teachers = [r["teacher_accuracy"] for r in group if is_number(r.get("teacher_accuracy"))]
     if not scratch or not distilled or not teachers:
         return "–", None
     teacher = sum(teachers) / len(teachers)
-    reason = experiments.gap_closed_reason(scratch if len(scratch) > 1 else scratch[0], teacher)
+    reason = experiments.gap_closed_reason(scratch, teacher)
     if reason is not None:
         return reason, None
-    value = experiments.gap_closed(distilled, scratch if len(scratch) > 1 else scratch[0], teacher)
+    value = experiments.gap_closed(distilled, scratch, teacher)
     return unit_for("gap_closed").show(value), value
 
 
@@ -230,11 +229,11 @@ def _fixed_parameters(folder: Path, stem: str, rows: Sequence[Mapping], meta: Ma
 
 
 def _point_status(folder: Path, name: str) -> tuple[str, str]:
-    pdir = folder / name
-    if (pdir / "metrics.json").exists():
+    point = Point(Path(), folder / name, {})  # point_error reads only its folder
+    if point.finished:
         return "finished", ""
-    if (pdir / "error.txt").exists():
-        return "failed", (pdir / "error.txt").read_text().strip().splitlines()[0][:300]
+    if (point.folder / "error.txt").exists():
+        return "failed", point_error(point, 0)[:300]
     return "not run", ""
 
 
@@ -303,11 +302,13 @@ def sweep_context(folder: Path, *, baseline: Sequence[str] | None = None, wanted
 
 def _metric_section(folder: Path, metric: str, rows, per_setting, settings_names, x_name, seeds, fixed) -> dict:
     unit = unit_for(metric, [r.get(metric) for r in rows])
+    # Over swept seeds, from the accuracies; with no seed swept, as each point's notebook computed it.
+    pooled = metric == "gap_closed" and bool(seeds) and any("scratch_accuracy" in r for r in rows)
     table = []
     for setting, group in per_setting.items():
         values = [r[metric] for r in group if is_number(r.get(metric))]
         note = ""
-        if metric == "gap_closed" and any("scratch_accuracy" in r for r in group):
+        if pooled:
             text, _ = _gap_cell(group)
             n = len(group)
         elif values:
@@ -321,12 +322,11 @@ def _metric_section(folder: Path, metric: str, rows, per_setting, settings_names
         table.append({"setting": [str(v) for v in setting] or ["all points"], "value": text, "n": n, "note": note,
                       "undefined": text.startswith("not defined")})
     figure, caption = None, ""
-    defined = [r for r in rows if is_number(r.get(metric))]
-    if metric == "gap_closed" and any("scratch_accuracy" in r for r in rows):
-        defined = []  # a ratio of means per setting, shown in the table; no per-point figure to draw
+    # A pooled gap_closed is a ratio of means per setting, shown in the table: no per-point figure to draw.
+    defined = [] if pooled else [r for r in rows if is_number(r.get(metric))]
     if x_name is not None and defined:
-        path = save_figure(summary_figure(defined, x_name, metric, unit=unit, series=settings_names[1:]),
-                           folder / f"report-{metric}.png")
+        path = write_png(summary_figure(defined, x_name, metric, unit=unit, series=settings_names[1:]),
+                         folder / f"report-{metric}.png")
         figure = {"uri": _data_uri(path), "file": path.name}
         over = (f"over seeds {', '.join(map(str, seeds))} (one point each)" if seeds
                 else "one point per setting (no seed was swept, so no interval)")
@@ -336,11 +336,14 @@ def _metric_section(folder: Path, metric: str, rows, per_setting, settings_names
                    + (f"; fixed by you: {', '.join(given)}" if given else "")
                    + "; every other parameter as listed under Parameters.")
     note = ""
-    if metric == "gap_closed":
-        note = ("(distilled − scratch) / (teacher − scratch) from each setting's mean accuracies; not defined "
-                "unless the teacher beats the scratch student by more than the seed spread (the 95% CI of the "
-                "scratch mean).")
-    value_header = "from the mean accuracies" if metric == "gap_closed" and not figure else "mean ± 95% CI"
+    if pooled:
+        note = ("(distilled − scratch) / (teacher − scratch) from each setting's mean accuracies over its seeds; "
+                "not defined unless the teacher beats the scratch student by more than the seed spread (the 95% CI "
+                "of the scratch mean), so never from one seed.")
+    elif metric == "gap_closed" and not seeds:
+        note = ("As each point's notebook computed it, over that point's own seeds (no seed was swept): not "
+                "defined unless the teacher beats the scratch student by more than their spread.")
+    value_header = "from the mean accuracies" if pooled else "mean ± 95% CI"
     return {"metric": metric, "label": label(metric), "header": [*(settings_names or ["points"]), value_header, "n"],
             "rows": table, "figure": figure, "caption": caption, "note": note, "id": metric.replace(".", "-")}
 
@@ -367,8 +370,7 @@ def _comparison(choice: Mapping, shown: Sequence[str], per_setting, settings_nam
             if not a or not b:
                 continue
             unit = difference_unit(metric, a + b)
-            lower = any(word in metric.lower() for word in LOWER_IS_BETTER)
-            c = experiments.compare(a, b, paired=paired, higher_is_better=not lower,
+            c = experiments.compare(a, b, paired=paired, higher_is_better=experiments.higher_is_better_for(metric),
                                     names=(_setting_name(setting, settings_names), _setting_name(base, settings_names)),
                                     metric=label(metric), scale=unit.scale, unit=unit.suffix, digits=unit.decimals)
             interval = "" if math.isnan(c.ci95) else f" ± {c.ci95:.{unit.decimals}f}"

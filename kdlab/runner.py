@@ -103,7 +103,12 @@ def validate(params: Mapping[str, object], notebooks: Sequence[Path]) -> dict[Pa
     """Per notebook, the subset of ``params`` it declares, type-checked, then range-checked
     with the course's rules (:func:`kdlab.course.check_params`) for a notebook that is a
     lesson. A name that no notebook declares is an error listing the valid names."""
-    specs = {nb: inspect_parameters(nb) for nb in notebooks}
+    return validate_against(params, {nb: inspect_parameters(nb) for nb in notebooks})
+
+
+def validate_against(params: Mapping[str, object], specs: Mapping[Path, dict]) -> dict[Path, dict]:
+    """:func:`validate` with ``{notebook: inspect_parameters(notebook)}`` already read, for a caller that
+    checks many values: each inspection parses the notebook again."""
     known = sorted(set().union(*(s.keys() for s in specs.values())))
     for name in params:
         if name not in known:
@@ -142,10 +147,14 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container may allow fewer than the machine has)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def machine() -> dict:
     """What ran the notebooks, for run.json, sweep.json and reports: device, CPU, usable cores, OS."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"device": device_name(), "cpu": _cpu_model(), "cores": cores, "platform": platform.platform()}
+    return {"device": device_name(), "cpu": _cpu_model(), "cores": usable_cores(), "platform": platform.platform()}
 
 
 #: The variables that set how many CPU threads a kernel's torch and BLAS start.
@@ -153,10 +162,9 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"
 
 
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """CPU threads for each of ``jobs`` notebooks running at once: the cores shared out, at least 1."""
-    if cores is None:  # the cores this process may run on (a container may allow fewer than the machine has)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, jobs))
+    """CPU threads for each of ``jobs`` notebooks running at once: ``cores`` (default: :func:`usable_cores`)
+    shared out, at least 1."""
+    return max(1, (usable_cores() if cores is None else cores) // max(1, jobs))
 
 
 def kernel_config():
@@ -291,7 +299,8 @@ def summary_lines(record: Mapping) -> list[str]:
     return lines
 
 
-def _now() -> str:
+def now() -> str:
+    """The local time to the second, as run.json and sweep.json record it."""
     return _dt.datetime.now().isoformat(timespec="seconds")
 
 
@@ -305,7 +314,7 @@ def run_notebooks(notebooks: Sequence[Path], params: Mapping[str, object], *, sm
     """
     per_notebook = validate(params, notebooks)
     folder = new_folder(out, "run")
-    record = {"command": list(argv), "start": _now(), "versions": versions(), "device": device_name(),
+    record = {"command": list(argv), "start": now(), "versions": versions(), "device": device_name(),
               "machine": machine(), "smoke": smoke, "params": dict(params),
               "planned": [str(nb.resolve()) for nb in notebooks], "notebooks": []}
     write_json(folder / "run.json", record)
@@ -333,9 +342,10 @@ def resume_run(folder: Path) -> tuple[Path, bool]:
     print(f"{len(notebooks)} notebooks, {len(notebooks) - len(todo)} already finished, {len(todo)} to run", flush=True)
     if not todo:
         return folder, True
-    record["resumed"] = [*record.get("resumed", []), _now()]
+    record["resumed"] = [*record.get("resumed", []), now()]
     record.pop("end", None)
-    return _run_into(folder, record, todo, validate(record["params"], todo))
+    # Checked against every planned notebook: a parameter may belong only to one that has finished.
+    return _run_into(folder, record, todo, validate(record["params"], notebooks))
 
 
 def _interrupted_run(folder: Path, record: Mapping) -> str:
@@ -392,7 +402,7 @@ def _run_into(folder: Path, record: dict, notebooks: Sequence[Path], per_noteboo
         finally:
             progress.close()
     record["notebooks"].sort(key=lambda e: order.get(e["notebook"], len(order)))
-    record["end"] = _now()
+    record["end"] = now()
     write_json(folder / "run.json", record)
     print("\n".join(summary_lines(record)), flush=True)
     return folder, ok and all(e["status"] == "ok" for e in record["notebooks"])

@@ -35,10 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .errors import ParameterError
 
 
-def _check_tokens(model: nn.Module, x: torch.Tensor, num_classes: int) -> None:
+def _check_tokens(model: nn.Module, x: torch.Tensor) -> None:
     if x.dtype != torch.long or x.dim() != 2:
         raise ParameterError(f"{type(model).__name__} reads token ids of shape (batch, length) and dtype int64, got "
                              f"{x.dtype} {tuple(x.shape)}; load text with kdlab.data.load('pydoc').")
@@ -79,8 +80,6 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
-        if d_model % n_heads:
-            raise ParameterError(f"d_model={d_model} must be divisible by n_heads={n_heads}.")
         self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
@@ -137,8 +136,13 @@ class TransformerLM(nn.Module):
     def __init__(self, num_classes: int, input_shape: Sequence[int], d_model: int = 128, n_layers: int = 4,
                  n_heads: int = 4, dropout: float = 0.0):
         super().__init__()
+        d_model, n_layers = validate.integer("d_model", d_model, low=1), validate.integer("n_layers", n_layers, low=1)
+        n_heads = validate.integer("n_heads", n_heads, low=1)
+        if d_model % n_heads:
+            raise ParameterError(f"d_model={d_model} is not a multiple of n_heads={n_heads}; accepted: a multiple of "
+                                 f"{n_heads}, as each head gets d_model / n_heads of the dimensions.")
         self.context, self.num_classes = int(input_shape[0]), num_classes
-        self.n_layers, self.n_heads, self.head_dim = n_layers, n_heads, d_model // n_heads
+        self.n_layers, self.n_heads = n_layers, n_heads
         self.tok = nn.Embedding(num_classes, d_model)
         self.pos = nn.Embedding(self.context, d_model)
         self.drop = nn.Dropout(dropout)
@@ -160,7 +164,7 @@ class TransformerLM(nn.Module):
             nn.init.zeros_(module.bias)
 
     def _run(self, x: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
-        _check_tokens(self, x, self.num_classes)
+        _check_tokens(self, x)
         if start + x.shape[1] > self.context:
             raise ParameterError(f"{type(self).__name__} reads at most context={self.context} tokens; got "
                                  f"{start + x.shape[1]} (positions {start} to {start + x.shape[1] - 1}).")
@@ -187,7 +191,8 @@ class GRULM(nn.Module):
 
     Args:
         num_classes: the vocabulary size V.
-        input_shape: ``(context,)``; a GRU reads sequences of any length, the context is kept for checks.
+        input_shape: ``(context,)``, the windows of the data it is built for (kept in ``kdlab_spec`` for
+            checkpoints); a GRU reads, and :func:`kdlab.lm.generate` writes, sequences of any length.
         d_model: embedding width; hidden_size: the GRU's state size.
     """
 
@@ -196,7 +201,7 @@ class GRULM(nn.Module):
     def __init__(self, num_classes: int, input_shape: Sequence[int], d_model: int = 32, hidden_size: int = 128,
                  n_layers: int = 1, dropout: float = 0.0):
         super().__init__()
-        self.context, self.num_classes = int(input_shape[0]), num_classes
+        self.num_classes = num_classes  # no self.context: nothing limits the length a GRU reads
         self.tok = nn.Embedding(num_classes, d_model)
         self.rnn = nn.GRU(d_model, hidden_size, num_layers=n_layers, batch_first=True,
                           dropout=dropout if n_layers > 1 else 0.0)
@@ -207,6 +212,6 @@ class GRULM(nn.Module):
 
     def decode(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of the next tokens ``x`` ``(B, l)`` after the hidden state ``state``; the new state."""
-        _check_tokens(self, x, self.num_classes)
+        _check_tokens(self, x)
         out, state = self.rnn(self.tok(x), state)  # (B, l, hidden), (layers, B, hidden)
         return self.head(out), state

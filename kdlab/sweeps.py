@@ -23,7 +23,6 @@ many points finished, which did not, and the command that resumes the sweep.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import hashlib
 import io
 import itertools
@@ -40,13 +39,9 @@ from pathlib import Path
 
 from . import experiments, interrupts
 from .errors import ParameterError
-from .files import atomic_write, write_json
-from .runner import (THREAD_VARIABLES, device_name, execute, failure, inspect_parameters, machine, threads_per_job,
-                     validate, versions)
-
-
-def _now() -> str:
-    return _dt.datetime.now().isoformat(timespec="seconds")
+from .files import atomic_write, write_json, write_png
+from .runner import (THREAD_VARIABLES, device_name, execute, failure, inspect_parameters, machine, now,
+                     threads_per_job, validate_against, versions)
 
 
 def point_name(point: Mapping[str, object]) -> str:
@@ -222,21 +217,21 @@ def sweep(notebook: Path, grid: Mapping[str, Sequence], fixed: Mapping[str, obje
     for name, values in grid.items():
         if not values:
             raise ParameterError(f"parameter {name!r} has no values; the grid would be empty.")
-    spec = inspect_parameters(notebook)
-    checked_grid = {name: [validate({name: v}, [notebook])[notebook][name] for v in values]
+    specs = {notebook: inspect_parameters(notebook)}  # parsed once for every value checked below
+    checked_grid = {name: [validate_against({name: v}, specs)[notebook][name] for v in values]
                     for name, values in grid.items()}
-    checked_fixed = validate(fixed, [notebook])[notebook]
+    checked_fixed = validate_against(fixed, specs)[notebook]
     folder = sweep_folder(out, notebook, checked_grid, checked_fixed, smoke)
     folder.mkdir(parents=True, exist_ok=True)
     combos = [dict(zip(checked_grid, combo)) for combo in itertools.product(*checked_grid.values())]
     write_json(folder / "sweep.json", {"notebook": str(notebook), "grid": checked_grid, "fixed": checked_fixed,
-                                        "smoke": smoke, "command": list(argv), "updated": _now(),
+                                        "smoke": smoke, "command": list(argv), "updated": now(),
                                         "versions": versions(), "device": device_name(), "machine": machine()})
     points = []
     for combo in combos:
         pdir = folder / point_name(combo)
         params = {**checked_fixed, **combo, "output_dir": str(pdir.resolve()), "smoke": smoke}
-        if "checkpoint_dir" in spec and "checkpoint_dir" not in params:
+        if "checkpoint_dir" in specs[notebook] and "checkpoint_dir" not in params:
             params["checkpoint_dir"] = str((folder / "checkpoints").resolve())
         points.append(Point(Path(notebook), pdir, params))
     pending = [p for p in points if not p.finished]
@@ -297,13 +292,25 @@ def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+class ListValue(tuple):
+    """A list-valued parameter in a point's row: hashable like a tuple, shown like the list it was."""
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+def _hashable(value):
+    return ListValue(map(_hashable, value)) if isinstance(value, list) else value
+
+
 def point_rows(folder: Path) -> list[dict]:
-    """One dict per finished point of a sweep folder: its swept parameters, then its metrics."""
+    """One dict per finished point of a sweep folder: its swept parameters (a list as a
+    :class:`ListValue`, so rows can be grouped by it), then its metrics."""
     names = list(json.loads((folder / "sweep.json").read_text())["grid"])
     rows = []
     for pdir in sorted(p for p in folder.iterdir() if (p / "metrics.json").exists()):
         params = json.loads((pdir / "parameters.json").read_text())
-        row = {n: params[n] for n in names}
+        row = {n: _hashable(params[n]) for n in names}
         row.update({k: v for k, v in _flatten(json.loads((pdir / "metrics.json").read_text())).items()
                     if k not in row})
         row["_folder"] = pdir.name
@@ -343,8 +350,8 @@ def aggregate(folder: Path, metric: str | None = None, *, figure: bool = True) -
         (folder / "summary.png").unlink(missing_ok=True)
     if not figure or metric is None or x_name is None or metric not in numeric:
         return folder / "results.csv"
-    save_figure(summary_figure(rows, x_name, metric, title="mean ± 95% CI over the other parameters"),
-                folder / "summary.png")
+    write_png(summary_figure(rows, x_name, metric, title="mean ± 95% CI over the other parameters"),
+              folder / "summary.png")
     return folder / "results.csv"
 
 
@@ -369,7 +376,7 @@ def summary_figure(rows: Sequence[dict], x_name: str, metric: str, *, unit=None,
     fig = Figure(figsize=(5.6, 3.6))
     ax = fig.subplots()
     keys = sorted({r[x_name] for r in rows}, key=lambda v: (isinstance(v, str), v))
-    categorical = any(isinstance(k, str) for k in keys)
+    categorical = any(not isinstance(k, (int, float)) for k in keys)  # strings and lists: one tick each
     groups = sorted({tuple(r[s] for s in series) for r in rows}, key=str) if series else [()]
     for group in groups:
         subset = [r for r in rows if tuple(r[s] for s in series) == group]
@@ -390,7 +397,3 @@ def summary_figure(rows: Sequence[dict], x_name: str, metric: str, *, unit=None,
     fig.tight_layout()
     return fig
 
-
-def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG atomically: an interrupted write leaves no half image."""
-    return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=dpi), mode="wb")

@@ -25,6 +25,7 @@ the kit leaves out.
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import platform
 from collections.abc import Iterator, Sequence
@@ -145,21 +146,20 @@ def pydoc_text() -> str:
 class MarkovLanguage:
     """An order-2 Markov chain over ``symbols``: ``probs[a, b]`` is the distribution of the
     symbol after ``a, b``; ``pair_prior[b]`` the stationary distribution of ``a`` given that
-    the next symbol is ``b`` (what a reader who sees only ``b`` knows of ``a``)."""
+    the next symbol is ``b`` (what a reader who sees only ``b`` knows of ``a``); ``stationary[b]``
+    the stationary probability of ``b``. The arrays are read-only: the chain is shared."""
 
     symbols: str
     probs: np.ndarray  # (V, V, V)
     pair_prior: np.ndarray  # (V, V): [b, a] = P(previous = a | current = b), stationary
+    stationary: np.ndarray  # (V,): [b] = P(current = b), stationary
 
     @property
     def entropy_rate(self) -> float:
         """Bits per symbol of the chain: the lowest bits per character any model can reach with full context."""
-        joint = self.pair_prior.T * self._stationary()[None, :]  # [a, b] = P(a, b)
+        joint = self.pair_prior.T * self.stationary[None, :]  # [a, b] = P(a, b)
         h = -(self.probs * np.log2(np.clip(self.probs, 1e-300, None))).sum(-1)  # (V, V)
         return float((joint * h).sum())
-
-    def _stationary(self) -> np.ndarray:
-        return _stationary_pairs(self.probs).sum(0)
 
 
 def _stationary_pairs(probs: np.ndarray) -> np.ndarray:
@@ -174,14 +174,18 @@ def _stationary_pairs(probs: np.ndarray) -> np.ndarray:
     return pairs
 
 
+@functools.cache  # fixed seeds: the same chain every call, so it is drawn and solved once per process
 def synthetic_language() -> MarkovLanguage:
-    """The fixed chain of the ``synthetic`` corpus."""
+    """The fixed chain of the ``synthetic`` corpus (one shared object: its arrays are read-only)."""
     v = len(SYNTHETIC_SYMBOLS)
     rng = np.random.default_rng(_SYNTHETIC_SEED)
     probs = rng.dirichlet(np.full(v, SYNTHETIC_CONCENTRATION), size=(v, v))  # (V, V, V)
     pairs = _stationary_pairs(probs)  # [a, b]
     prior = (pairs / pairs.sum(0, keepdims=True)).T  # [b, a] = P(a | b)
-    return MarkovLanguage(SYNTHETIC_SYMBOLS, probs, prior)
+    arrays = probs, prior, pairs.sum(0)
+    for array in arrays:
+        array.setflags(write=False)  # a change by one caller would reach every later load("synthetic")
+    return MarkovLanguage(SYNTHETIC_SYMBOLS, *arrays)
 
 
 def synthetic_text(language: MarkovLanguage | None = None, length: int = SYNTHETIC_LENGTH) -> str:
@@ -210,7 +214,7 @@ def truth(split: TextSplit, language: MarkovLanguage | None = None) -> torch.Ten
     if len(split.vocab) != v or "".join(split.vocab) != language.symbols:
         raise ParameterError(f"truth() needs a split of the synthetic corpus; this one's vocabulary is "
                              f"{''.join(split.vocab)!r}.")
-    probs = torch.from_numpy(language.probs).float()  # (V, V, V)
+    probs = torch.tensor(language.probs, dtype=torch.float32)  # (V, V, V), a copy: the chain's arrays are read-only
     first = torch.from_numpy(np.einsum("ba,abc->bc", language.pair_prior, language.probs)).float()  # (V, V)
     x = split.x.cpu()
     out = torch.empty(*x.shape, v)

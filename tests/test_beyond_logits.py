@@ -343,3 +343,68 @@ def test_feature_objectives_work_on_resnets():
         history = kdlab.train.fit(student, split, objective=make(student), epochs=1, batch_size=32, progress=False,
                                   device="cpu")
         assert math.isfinite(history.last["train_loss"])
+
+
+def test_the_dkd_objective_does_not_check_the_labels_every_step(monkeypatch):
+    # The label check reads the labels back from the device (two syncs on CUDA); fit checked them once.
+    x = torch.randint(0, 256, (8, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    split = kdlab.data.Split(x, torch.arange(8) % 3, torch.full((1,), 0.5), torch.full((1,), 0.25))
+    teacher = kdlab.models.create("mlp", num_classes=3, input_shape=(1, 4, 4), hidden=(8,), seed=0).eval()
+    objective = objectives.DecoupledDistillation(teacher)
+    objective.prepare(split, augment=False, epochs=1, device=torch.device("cpu"), amp=False, num_classes=3)
+    batch = next(split.batches(8))
+    checked = []
+    real = losses._validate_targets
+    monkeypatch.setattr(losses, "_validate_targets", lambda *a: checked.append(1) or real(*a))
+    loss, logs = objective(torch.randn(8, 3), batch)
+    assert math.isfinite(float(loss)) and {"tckd", "nckd"} <= set(logs) and not checked
+    losses.decoupled_kd_terms(torch.randn(8, 3), torch.randn(8, 3), batch.y)  # the function alone still checks
+    assert checked == [1]
+    with pytest.raises(ParameterError, match="outside the 3 classes"):
+        losses.decoupled_kd_terms(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([0, 3]))
+
+
+def test_stage_indices_are_integers_from_0_to_n_minus_1(digits, cnn_teacher):
+    student = _cnn(digits, (4, 8), 16, 10)
+    for stages, match in (([True], r"stages=\[True\] must contain integers >= 0; True is not"),
+                          ([-1], r"stages=\[-1\] must contain integers >= 0; -1 is not"),
+                          ([0, 2], r"stages=\[0, 2\] must be a non-empty list of stage indices from 0 to 1"),
+                          ([], r"stages=\[\] must be a non-empty list")):
+        with pytest.raises(ParameterError, match=match):
+            objectives.AttentionTransfer(cnn_teacher, student, stages=stages)
+    with pytest.raises(ParameterError, match="stage=-1 is too small; accepted: an integer >= 0"):
+        objectives.HintDistillation(cnn_teacher, student, stage=-1)
+    assert objectives.AttentionTransfer(cnn_teacher, student, stages=[1]).describe()["stages"] == [1]
+
+
+# --- notebook 11's helpers -----------------------------------------------------------------------
+
+def test_architectures_accept_every_image_dataset_of_kdlab_data(monkeypatch):
+    from kdlab import beyond
+
+    for name in kdlab.data.NAMES:
+        roles = beyond.architectures(name)
+        assert roles["student"]["name"] == ("resnet" if name.startswith("cifar") else "cnn")
+    monkeypatch.setattr(kdlab.data, "NAMES", (*kdlab.data.NAMES, "svhn"))  # one list of datasets, read here too
+    assert beyond.architectures("svhn")["tiny"] == {"name": "cnn", "channels": (4, 8), "fc": 32}
+    with pytest.raises(ParameterError, match="dataset='pydoc' is not one of the accepted values: 'digits'"):
+        beyond.architectures("pydoc")
+
+
+def _rows(values, metric):
+    return [{"seed": s, "accuracy": 0.9, metric: v} for s, v in enumerate(values)]
+
+
+def test_versus_judges_each_metric_by_its_direction_and_refuses_one_without():
+    from kdlab import beyond
+
+    a, b = _rows([0.95, 0.96, 0.97], "agreement"), _rows([0.90, 0.915, 0.92], "agreement")
+    assert beyond.versus(a, b, ("KD", "scratch"), metric="agreement").outcome == "better"  # higher agreement
+    a, b = _rows([0.30, 0.32, 0.31], "nll"), _rows([0.40, 0.41, 0.43], "nll")
+    assert beyond.versus(a, b, ("KD", "scratch"), metric="nll").outcome == "better"  # lower NLL
+    with pytest.raises(ParameterError, match="metric='entropy' has no better side to judge; accepted: accuracy"):
+        beyond.versus(_rows([1, 2], "entropy"), _rows([1, 2], "entropy"), ("a", "b"), metric="entropy")
+    with pytest.raises(ParameterError, match="metric='f1_macro' is not in every row; accepted: accuracy, nll"):
+        beyond.versus(a, b, ("a", "b"), metric="f1_macro")
+    with pytest.raises(ParameterTypeError, match="metric must be"):
+        beyond.versus(a, b, ("a", "b"), metric=None)

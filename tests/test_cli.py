@@ -359,3 +359,19 @@ def test_kernels_are_started_with_transport_encryption_when_available():
     config = runner.kernel_config()
     if zmq.has("curve"):
         assert config.KernelManager.transport_encryption == "auto"
+
+
+def test_resume_keeps_a_parameter_that_only_a_finished_notebook_declares(tmp_path, monkeypatch):
+    first = write_parameterised_notebook(tmp_path / "95_first.ipynb", 'width = 1  # an int\noutput_dir = ""', "pass")
+    second = write_parameterised_notebook(tmp_path / "96_second.ipynb", 'seed = 0  # an int\noutput_dir = ""', "pass")
+    folder = tmp_path / "run-1"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({
+        "smoke": True, "params": {"width": 3, "seed": 1}, "planned": [str(first), str(second)],
+        "notebooks": [{"notebook": first.name, "status": "ok"}, {"notebook": second.name, "status": "interrupted"}]}))
+    ran = []
+    monkeypatch.setattr(runner, "execute", lambda nb, executed, parameters, hooks=None: ran.append((nb, parameters)))
+    assert runner.resume_run(folder) == (folder, True)
+    assert ran == [(second, {"seed": 1, "output_dir": str((folder / "96_second").resolve()), "smoke": True})]
+    record = json.loads((folder / "run.json").read_text())
+    assert [(e["notebook"], e["status"]) for e in record["notebooks"]] == [(first.name, "ok"), (second.name, "ok")]

@@ -221,6 +221,15 @@ def test_pareto_front_bad_input():
         compress.pareto_front([{"bytes": 1, "accuracy": 0.5}])
     with pytest.raises(ParameterTypeError, match="points must be a list"):
         compress.pareto_front(5)
+    # The tolerances are checked as every real parameter is (kdlab.validate.real): type, then range.
+    with pytest.raises(ParameterTypeError, match="cost_tolerance must be a real number, got '0.1'"):
+        compress.pareto_front([(1, 0.5)], cost_tolerance="0.1")
+    with pytest.raises(ParameterTypeError, match="value_tolerance must be a real number, got True"):
+        compress.pareto_front([(1, 0.5)], value_tolerance=True)
+    with pytest.raises(ParameterError, match=r"cost_rel_tolerance=-0.1 is outside the accepted range \[0.0, inf\]"):
+        compress.pareto_front([(1, 0.5)], cost_rel_tolerance=-0.1)
+    with pytest.raises(ParameterError, match="value_tolerance=inf is not finite"):
+        compress.pareto_front([(1, 0.5)], value_tolerance=float("inf"))
 
 
 def test_sparsity_bad_input():

@@ -6,9 +6,11 @@ the feedback must name the mistake, and an unanswered exercise must not raise.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import kdlab
 from kdlab import checks
@@ -498,3 +500,65 @@ def test_a_notebook_run_records_the_verdicts_it_printed(monkeypatch, tmp_path, c
     assert "This run took" in out and f"the course quotes about {minutes:g} min" in out
     with pytest.raises(kdlab.errors.ParameterError, match="reserved"):
         run.record(verdicts=["distilled wins"])
+
+
+# --- which way a metric is better, from its name -----------------------------------------------
+
+@pytest.mark.parametrize("metric, better", [
+    # higher is better: accuracies, agreement, F1, gap closed, accuracy gains (pp), speed-ups, compression
+    ("accuracy", True), ("distilled_accuracy", True), ("final_val_acc", True), ("agreement", True),
+    ("f1_macro", True), ("gap_closed", True), ("tiny_gap_closed", True), ("gain_pp", True),
+    ("int8_delta_pp", True), ("int8_size_ratio", True), ("int8_speedup", True),
+    # lower is better: losses, divergences, calibration, errors, times, sizes, and their changes
+    ("nll", False), ("nll_change", False), ("ece", False), ("kl_to_teacher", False), ("kl_change", False),
+    ("train_mode_kl", False), ("train_loss", False), ("teacher_bpc", False), ("forward_kl_bpc", False),
+    ("error_count", False), ("train_seconds", False), ("latency_ms", False), ("size_bytes", False),
+    ("size_gzip", False), ("pruned_plain_size_ratio", False), ("pitfalls.kl_direction.nll.mean", False),
+    # no better side: a CI's half-width, entropies, counts, parameters
+    ("gain_ci_pp", None), ("kl_change_ci", None), ("best_test_ci95", None), ("pitfalls.x.nll.ci95", None),
+    ("entropy_T1", None), ("n_params", None), ("seed", None), ("best_T", None),
+])
+def test_higher_is_better_for_reads_the_end_of_the_metric_name(metric, better):
+    assert kdlab.experiments.higher_is_better_for(metric) is better
+
+
+def test_higher_is_better_for_refuses_a_name_that_is_not_a_string():
+    with pytest.raises(kdlab.errors.ParameterTypeError, match="metric must be"):
+        kdlab.experiments.higher_is_better_for(3)
+
+
+# --- one implementation of each statistic ---------------------------------------------------------
+
+def test_compare_paired_takes_its_interval_from_metrics_paired_ci(monkeypatch):
+    calls = []
+    real = kdlab.metrics.paired_ci
+    monkeypatch.setattr(kdlab.metrics, "paired_ci", lambda *a, **k: calls.append(a) or real(*a, **k))
+    a, b = [0.98, 0.975, 0.982], [0.95, 0.951, 0.949]
+    c = compare(a, b, paired=True, scale=100)
+    assert len(calls) == 1
+    mean, half = real(a, b)
+    assert (c.difference, c.ci95) == pytest.approx((100 * mean, 100 * half))
+    assert c.p_value == pytest.approx(float(stats.ttest_rel(a, b).pvalue))  # the paired t test's p
+    assert compare([1.0, 2.0], [0.5, 1.5], paired=True).p_value == 0.0  # the same difference every seed
+
+
+def test_gap_closed_checks_its_inputs_as_compare_does():
+    with pytest.raises(kdlab.errors.ParameterTypeError, match="scratch=True must be a number or a list"):
+        gap_closed(0.97, True, 0.99)  # a bool is not an accuracy
+    with pytest.raises(kdlab.errors.ParameterTypeError, match="scratch='0.95'"):
+        gap_closed(0.97, "0.95", 0.99)
+    with pytest.raises(kdlab.errors.ParameterError, match="scratch=\\[nan\\] holds a non-finite value"):
+        gap_closed(0.97, float("nan"), 0.99)
+    with pytest.raises(kdlab.errors.ParameterTypeError, match="student"):
+        gap_closed("0.97", 0.95, 0.99)
+    assert gap_closed(np.float32(0.97), torch.tensor(0.95), 0.99) == pytest.approx(0.5, rel=1e-5)  # 0-d scalars
+
+
+# --- metrics.evaluate names the shape it wants ------------------------------------------------------
+
+def test_evaluate_on_text_names_the_logits_shape_of_text():
+    from kdlab.text import TextSplit
+
+    split = TextSplit(x=torch.zeros(4, 8, dtype=torch.long), y=torch.zeros(4, 8, dtype=torch.long), vocab=("a", "b"))
+    with pytest.raises(kdlab.errors.ParameterError, match=r"it must be \(examples, length, vocabulary\)"):
+        kdlab.metrics.evaluate(torch.nn.Linear(2, 2), split, logits=torch.zeros(4, 2))

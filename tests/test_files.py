@@ -1,5 +1,6 @@
 """kdlab.files (atomic writes, JSON, run folders) and the notebook plumbing in kdlab.lab built on it."""
 
+import contextlib
 import json
 import math
 import os
@@ -107,6 +108,30 @@ def test_default_output_and_teacher_folders_follow_the_environment(tmp_path, mon
     assert lab.teacher_path(tmp_path / "given", "mnist-5k") == tmp_path / "given" / "teacher_mnist-5k.pt"
 
 
+def test_both_teachers_live_in_the_checkpoint_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLAB_CHECKPOINTS", str(tmp_path / "ckpt"))
+    assert lab.checkpoint_folder(lab.DEFAULT_CHECKPOINT_DIR) == tmp_path / "ckpt"
+    assert lab.checkpoint_folder(tmp_path / "given") == tmp_path / "given"
+    recipe = {"dataset": "synthetic"}
+    assert kdlab.lm.teacher_path(lab.DEFAULT_CHECKPOINT_DIR, recipe).parent == tmp_path / "ckpt"
+    assert kdlab.lm.teacher_path(tmp_path / "given", recipe).parent == tmp_path / "given"
+
+
+def test_load_or_train_trains_once_then_loads(tmp_path):
+    made = []
+
+    def make():
+        made.append(1)
+        return kdlab.models.create("linear", num_classes=3, input_shape=(1, 2, 2), seed=0), {"note": "made"}
+
+    path = tmp_path / "m.pt"
+    first, meta, loaded = lab.load_or_train(path, make)
+    again, meta2, loaded2 = lab.load_or_train(path, make)
+    assert made == [1] and (loaded, loaded2) == (False, True) and meta == meta2 == {"note": "made"}
+    assert not first.training and not again.training
+    torch.testing.assert_close(first.state_dict(), again.state_dict())
+
+
 def test_write_metrics_writes_null_for_nan(tmp_path):
     path = lab.write_metrics(tmp_path, {"accuracy": torch.tensor(0.5), "ece": float("nan")})
     assert json.loads(path.read_text()) == {"accuracy": 0.5, "ece": None}
@@ -116,3 +141,45 @@ def test_checkpoint_file_size_is_gone_and_compress_measures_size():
     assert not hasattr(kdlab.checkpoint, "file_size")
     model = kdlab.models.create("linear", num_classes=3, input_shape=(1, 2, 2), seed=0)
     assert kdlab.compress.saved_size(model) > 4 * kdlab.models.count_params(model)
+
+
+class _Figure:
+    """Stands in for a matplotlib figure: records how it was saved, and can die half-way through."""
+
+    def __init__(self, crash=False):
+        self.crash, self.saved_with = crash, None
+
+    def savefig(self, target, **kwargs):
+        self.saved_with = kwargs
+        with contextlib.ExitStack() as stack:
+            fh = stack.enter_context(open(target, "wb")) if isinstance(target, (str, os.PathLike)) else target
+            fh.write(b"\x89PNG half an image")
+            if self.crash:
+                raise RuntimeError("killed mid-write")
+
+
+def test_write_png_saves_a_real_figure(tmp_path):
+    import matplotlib.figure
+
+    fig = matplotlib.figure.Figure(figsize=(2, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    path = files.write_png(fig, tmp_path / "sub" / "f.png", dpi=50)
+    assert path.read_bytes()[:4] == b"\x89PNG" and os.listdir(path.parent) == ["f.png"]
+
+
+@pytest.mark.parametrize("save", [lambda fig, folder: lab.save_figure(fig, folder, "f"),
+                                  lambda fig, folder: files.write_png(fig, folder / "f.png")],
+                         ids=["lab", "files"])
+def test_figures_are_written_atomically(tmp_path, save):
+    (tmp_path / "f.png").write_bytes(b"the old image")
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        save(_Figure(crash=True), tmp_path)
+    assert (tmp_path / "f.png").read_bytes() == b"the old image" and os.listdir(tmp_path) == ["f.png"]
+
+
+def test_each_figure_helper_keeps_its_resolution_and_cropping(tmp_path):
+    fig = _Figure()
+    assert lab.save_figure(fig, tmp_path, "a") == tmp_path / "a.png"
+    assert fig.saved_with == {"format": "png", "dpi": 110, "bbox_inches": "tight"}
+    files.write_png(fig, tmp_path / "b.png", dpi=80)
+    assert fig.saved_with == {"format": "png", "dpi": 80, "bbox_inches": None}

@@ -178,6 +178,15 @@ def test_paired_effects_pair_by_seed_and_mark_what_is_measurable():
         pitfalls.paired_effects(rows, [{"seed": 9, "accuracy": 0.9}])
 
 
+def test_paired_effects_judge_each_metric_by_the_kits_one_rule():
+    reference = [{"seed": s, "error_count": 40 + s, "train_seconds": 2.0 + s, "entropy": 1.0} for s in range(3)]
+    rows = [{"seed": s, "error_count": 30 + s, "train_seconds": 3.0 + s, "entropy": 1.5} for s in range(3)]
+    effects = pitfalls.paired_effects(rows, reference, keys=("error_count", "train_seconds", "entropy"))
+    assert effects["error_count"]["outcome"] == "better"  # fewer errors
+    assert effects["train_seconds"]["outcome"] == "worse"  # slower
+    assert effects["entropy"]["outcome"] == "higher" and "(better)" not in effects["entropy"]["phrase"]  # no side
+
+
 # --- notebook 10's exercise --------------------------------------------------------------------
 
 def _graded(source: str):

@@ -32,9 +32,10 @@ DISTILLED = {1.0: {0: 0.9510, 1: 0.9500, 2: 0.9495}, 4.0: {0: 0.9600, 1: 0.9610,
 
 
 def fake_sweep(folder: Path, *, teacher: float = 0.985, failed: tuple = (), not_run: tuple = (),
-               record_reason: bool = True) -> Path:
-    """A sweep folder of notebook 04 over temperature (1, 4) x seed (0, 1, 2), as kdlab sweep leaves it."""
-    grid = {"temperature": [1.0, 4.0], "seed": list(SEEDS)}
+               record_reason: bool = True, seeded: bool = True) -> Path:
+    """A sweep folder of notebook 04 over temperature (1, 4) x seed (0, 1, 2), as kdlab sweep leaves it
+    (``seeded=False``: over temperature only, each point the notebook's run at seed 0)."""
+    grid = {"temperature": [1.0, 4.0], **({"seed": list(SEEDS)} if seeded else {})}
     folder.mkdir(parents=True)
     (folder / "sweep.json").write_text(json.dumps({
         "notebook": str(ROOT / "notebooks" / "04_student_comparison.ipynb"), "grid": grid,
@@ -42,8 +43,8 @@ def fake_sweep(folder: Path, *, teacher: float = 0.985, failed: tuple = (), not_
         "versions": {"python": "3.11.7", "torch": "2.14.1", "kdlab": "0.1.0", "platform": "Linux"},
         "machine": {"device": "cpu (2 threads)", "cpu": "Test CPU 3000", "cores": 2, "platform": "Linux-test"}}))
     for t in grid["temperature"]:
-        for seed in grid["seed"]:
-            pdir = folder / point_name({"temperature": t, "seed": seed})
+        for seed in grid.get("seed", [0]):
+            pdir = folder / point_name({"temperature": t, "seed": seed} if seeded else {"temperature": t})
             pdir.mkdir()
             params = {"temperature": t, "seed": seed, "epochs": 30, "output_dir": str(pdir), "smoke": False}
             (pdir / "parameters.json").write_text(json.dumps(params))
@@ -188,11 +189,25 @@ def test_every_setting_is_compared_with_the_baseline_paired_by_seed(tmp_path):
     assert "gap closed" not in section  # a ratio per setting, not per seed
 
 
+def test_a_higher_compression_ratio_is_better_against_the_baseline(tmp_path):
+    folder = fake_sweep(tmp_path / "sweep")
+    for t in (1.0, 4.0):
+        for seed in SEEDS:  # notebook 09's int8_size_ratio: dense size ÷ int8 size, higher is better
+            path = folder / point_name({"temperature": t, "seed": seed}) / "metrics.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "int8_size_ratio": 3.5 + t / 10 + seed / 100}))
+    _, page = report.write(folder, baseline=["temperature=1"], metrics_=["int8_size_ratio", "nll_change"])
+    section = text_of(page.read_text().split("<h2>Against the baseline temperature=1.0</h2>")[1].split("<h2>")[0])
+    assert "int8 size ratio +0.30 ± 0.00" in section
+    assert section.count("temperature=4.0 is higher than temperature=1.0 (better)") == 1
+    assert "temperature=4.0 is lower than temperature=1.0 (better)" in section  # nll_change: lower is better
+
+
 @pytest.mark.parametrize("baseline, message", [
     (["alpha=0.5"], "NAME a swept parameter other than seed (temperature)"),
     (["seed=0"], "NAME a swept parameter other than seed"),
     (["temperature=2"], "temperature=2 is not in the grid; its values are 1.0, 4.0"),
     (["temperature"], "must be NAME=VALUE"),
+    (["temperature=[1"], "--baseline 'temperature=[1': temperature='[1' is not in the grid"),  # not YAML
 ])
 def test_a_baseline_outside_the_grid_is_refused_with_the_choices(tmp_path, capsys, baseline, message):
     folder = fake_sweep(tmp_path / "sweep")
@@ -221,6 +236,32 @@ def test_a_strong_teacher_gap_closed_is_a_share_of_the_gap(tmp_path):
     expected = gap_closed([DISTILLED[4.0][s] for s in SEEDS], [SCRATCH[s] for s in SEEDS], 0.985)
     assert f"4.0 {100 * expected:.0f} % 3" in section
     assert "not defined" not in section.split("(distilled")[0] or "1.0 not defined" in section
+
+
+def test_a_setting_with_one_finished_seed_has_no_gap_closed(tmp_path):
+    # One seed has no spread to compare the gap with, however far the teacher is ahead.
+    folder = fake_sweep(tmp_path / "sweep", teacher=0.985, failed=[(4.0, 1), (4.0, 2)])
+    _, page = report.write(folder)
+    section = text_of(page.read_text().split("<h2>Gap closed</h2>")[1].split("<h2>")[0])
+    assert f"4.0 {GAP_NOT_DEFINED} by more than the seed spread (one scratch seed gives no spread" in section
+    expected = gap_closed([DISTILLED[1.0][s] for s in SEEDS], [SCRATCH[s] for s in SEEDS], 0.985)
+    assert f"1.0 {100 * expected:.0f} % 3" in section
+    assert "so never from one seed" in section
+
+
+def test_with_no_seed_swept_gap_closed_is_the_notebooks_own(tmp_path):
+    folder = fake_sweep(tmp_path / "sweep", teacher=0.985, seeded=False)
+    # Each point's notebook ran its own seeds: too spread at T = 1 for a gap, a share of it at T = 4.
+    why = f"{GAP_NOT_DEFINED} by more than the seed spread (teacher 98.50%, scratch 95.00% ± 4.00 pp)"
+    for t, value, undefined in ((1.0, None, {"gap_closed": why}), (4.0, 0.4, None)):
+        path = folder / point_name({"temperature": t}) / "metrics.json"
+        record = json.loads(path.read_text())
+        record.update(gap_closed=value, undefined=undefined or {})
+        path.write_text(json.dumps(record))
+    _, page = report.write(folder)
+    section = text_of(page.read_text().split("<h2>Gap closed</h2>")[1].split("<h2>")[0])
+    assert f"1.0 {why}" in section and "4.0 40 % 1" in section  # not a ratio of the points' mean accuracies
+    assert "As each point's notebook computed it, over that point's own seeds" in section
 
 
 def test_metrics_can_be_chosen_and_an_unknown_one_is_named(tmp_path, capsys):
