@@ -34,9 +34,14 @@ run: $(STAMP)
 book: $(STAMP)
 	$(PY) -m kdlab book $(ARGS)
 
-# conftest.py sets KDLAB_SMOKE=1, so the notebooks run in smoke mode here.
+# conftest.py sets KDLAB_SMOKE=1, so the notebooks run in smoke mode here. Two pytest workers
+# (pytest-xdist): most of the suite waits on kernels starting, so two share even 2 cores well
+# (26 -> 17 min here, docs/BENCHMARKS.md); --dist loadfile keeps each file, and so each
+# notebook's cells and each module's fixtures, in one worker. TEST_JOBS=1 runs them one by one.
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider \
+		$(if $(filter-out 1,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py $(ARGS)

@@ -17,6 +17,9 @@ lr 1e-3) for all of them:
                 a loop in the same layout;
   fit:          kdlab.train.fit, whole epochs including its per-epoch validation,
                 history, LR schedule and non-finite checks (progress bar off and on);
+  fit, no validation: fit given the training split alone (fit(model, ds.train)), so it
+                does the bare loop's work and nothing more; divided by the bare loop in
+                fit's memory format, that is the loop's own overhead;
   fit, amp=True: the same with bf16 autocast (TrainConfig(amp=True)), only on CPUs with native bf16 (AMX,
                 AVX512-BF16): reduced precision, so a separate column, not "the same model".
 """
@@ -94,17 +97,17 @@ def make_contenders(model_name: str, ds, epochs: int, batch_size: int = 128):
 
     fit_model = build()
 
-    def fit(progress, amp=None):
-        model = fit_model if amp is None else build()
+    def fit(progress, amp=None, validation=True):
+        model = fit_model if amp is None and validation else build()
 
         def run():
-            kdlab.train.fit(model, ds, epochs=epochs, lr=1e-3, batch_size=batch_size, device="cpu",
-                            progress=progress, config=kdlab.train.TrainConfig(amp=amp))
+            kdlab.train.fit(model, ds if validation else ds.train, epochs=epochs, lr=1e-3, batch_size=batch_size,
+                            device="cpu", progress=progress, config=kdlab.train.TrainConfig(amp=amp))
             return epochs * n
         return run
 
     contenders = {"conventional": conventional, "bare, default AdamW": bare_loop(None), "bare": bare_loop(True),
-                  "fit": fit(False), "fit+bar": fit(True)}
+                  "fit": fit(False), "fit+bar": fit(True), "fit, no validation": fit(False, validation=False)}
     if model_name == "cnn":  # fit trains convolutions in channels_last where that pays; so can a bare loop
         contenders["bare, channels_last"] = bare_loop(True, channels_last=True)
     if kdlab.devices.cpu_has_native_bf16():  # opt-in bf16 autocast, where the CPU has it in hardware
@@ -131,6 +134,7 @@ def main(argv=None) -> str:
                                                                     "fit", "fit+bar")),
                      f"{median(same_layout):,.0f}" if "bare, channels_last" in rates else "—",
                      ratio_stats(rates["fit"], rates["bare"]), best_ratio(rates["fit"], rates["bare"]),
+                     ratio_stats(rates["fit, no validation"], same_layout),
                      ratio_stats(rates["fit+bar"], rates["bare"]), ratio_stats(rates["fit"], same_layout),
                      ratio_stats(rates["fit"], rates["conventional"]), ratio_stats(rates["bare"], rates["conventional"]),
                      ratio_stats(rates["bare, default AdamW"], rates["conventional"]),
@@ -139,7 +143,8 @@ def main(argv=None) -> str:
                        if "fit, amp=True" in rates else ("—", "—"))])
     out = ("### Loop throughput (samples/s, median of rounds; ratios: median (min–max per round))\n\n"
            + table(["model", "conventional", "bare, default AdamW", "bare", "fit", "fit + progress bar",
-                    "bare, channels_last", "fit / bare", "fit / bare, best rounds", "fit+bar / bare",
+                    "bare, channels_last", "fit / bare", "fit / bare, best rounds",
+                    "fit without validation / bare in fit's layout", "fit+bar / bare",
                     "fit / bare in fit's layout", "fit / conventional", "bare / conventional",
                     "bare default AdamW / conventional", "fit, amp=True (bf16)",
                     "fit amp=True / conventional"], rows)

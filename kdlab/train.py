@@ -374,23 +374,30 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
 
 class _EpochStats:
     """Per-batch loss, correct and scored counts and the objective's logs, one row per batch,
-    kept on the device (one copy per batch, no host sync) and read once at the end of the epoch.
-    For text every position that is not padding is scored."""
+    kept on the device (no host sync) and read once at the end of the epoch. For text every
+    position that is not padding is scored; an image is always scored. Each op here runs every
+    batch, so there are few of them (docs/BENCHMARKS.md, section 1)."""
 
     def __init__(self, steps: int, device: torch.device):
         self.steps, self.device = steps, device
         self.per_batch: torch.Tensor | None = None  # (steps, 3 + number of logs)
         self.keys: list[str] = []
         self.sizes: list[int] = []
+        self.text = False
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, logs: dict) -> None:
         if self.per_batch is None:
-            self.keys = list(logs)
+            self.keys, self.text = list(logs), y.dim() > 1  # only text has padding to leave unscored
             self.per_batch = torch.zeros(self.steps, 3 + len(self.keys), device=self.device)
-        scored = y != IGNORE_INDEX  # (B,) or (B, L)
-        correct = ((logits.detach().argmax(dim=-1) == y) & scored).sum()
-        self.per_batch[len(self.sizes)] = torch.stack([loss.detach().float(), correct.float(), scored.sum().float(),
-                                                  *(logs[k].float() for k in self.keys)])
+            self._unused = torch.zeros((), device=self.device)  # images: the scored count is the batch size
+        hits = logits.detach().argmax(dim=-1) == y  # (B,) or (B, L)
+        if self.text:
+            scored = y != IGNORE_INDEX
+            counts = ((hits & scored).sum(dtype=torch.float32), scored.sum(dtype=torch.float32))
+        else:
+            counts = (hits.sum(dtype=torch.float32), self._unused)
+        torch.stack([loss.detach().float(), *counts, *(logs[k].float() for k in self.keys)],
+                    out=self.per_batch[len(self.sizes)])
         self.sizes.append(y.shape[0])
 
     @property
@@ -405,7 +412,7 @@ class _EpochStats:
         per_batch = self.per_batch[: len(self.sizes)]
         weights = torch.tensor(self.sizes, device=self.device, dtype=torch.float32)
         means = ((per_batch * weights[:, None]).sum(0) / self.seen).tolist()  # size-weighted epoch means
-        scored = max(1.0, float(per_batch[:, 2].sum()))  # examples, or characters for text
+        scored = max(1.0, float(per_batch[:, 2].sum())) if self.text else self.seen  # characters, or examples
         return {"train_loss": means[0], "train_acc": float(per_batch[:, 1].sum()) / scored,
                 **dict(zip(self.keys, means[3:]))}
 
