@@ -202,7 +202,7 @@ def _companion_ci(metric: str) -> str:
     return metric[:-3] + "_ci_pp" if metric.endswith("_pp") else metric + "_ci"
 
 
-def _fixed_parameters(folder: Path, stem: str, rows: Sequence[Mapping], meta: Mapping) -> list[dict]:
+def _fixed_parameters(stem: str, rows: Sequence[Mapping], meta: Mapping) -> list[dict]:
     """The parameters every point ran with (as the notebooks recorded them, under ``params`` in
     their metrics.json), and who set each: you (``-f``), smoke mode, or the notebook's default."""
     grid, given = meta["grid"], meta.get("fixed", {})
@@ -212,7 +212,7 @@ def _fixed_parameters(folder: Path, stem: str, rows: Sequence[Mapping], meta: Ma
         smoke_values = {}
     common = None
     for r in rows:
-        params = json.loads((folder / r["_folder"] / "metrics.json").read_text()).get("params")
+        params = r.get("_params")  # as point_rows read it from the point's metrics.json
         if not isinstance(params, Mapping):
             continue
         common = dict(params) if common is None else {k: v for k, v in common.items() if params.get(k) == v}
@@ -263,7 +263,7 @@ def sweep_context(folder: Path, *, baseline: Sequence[str] | None = None, wanted
                  ("Versions", _versions_text(meta.get("versions", {}))), ("Folder", str(folder.resolve()))]
                 + ([("Updated", meta["updated"])] if meta.get("updated") else []),
         "swept": [{"name": n, "text": ", ".join(map(str, v))} for n, v in grid.items()],
-        "fixed": _fixed_parameters(folder, stem, rows, meta),
+        "fixed": _fixed_parameters(stem, rows, meta),
         "sections": [], "comparison": None, "points": [], "points_header": [],
     }
     if not rows:

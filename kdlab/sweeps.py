@@ -305,15 +305,18 @@ def _hashable(value):
 
 def point_rows(folder: Path) -> list[dict]:
     """One dict per finished point of a sweep folder: its swept parameters (a list as a
-    :class:`ListValue`, so rows can be grouped by it), then its metrics."""
+    :class:`ListValue`, so rows can be grouped by it), then its metrics, then the private
+    ``_folder`` and ``_params`` (the ``params`` its notebook recorded)."""
     names = list(json.loads((folder / "sweep.json").read_text())["grid"])
     rows = []
     for pdir in sorted(p for p in folder.iterdir() if (p / "metrics.json").exists()):
         params = json.loads((pdir / "parameters.json").read_text())
         row = {n: _hashable(params[n]) for n in names}
-        row.update({k: v for k, v in _flatten(json.loads((pdir / "metrics.json").read_text())).items()
-                    if k not in row})
-        row["_folder"] = pdir.name
+        recorded = json.loads((pdir / "metrics.json").read_text())
+        row.update({k: v for k, v in _flatten(recorded).items() if k not in row})
+        # Private columns ("_..."), never written to results.csv: the folder, and every parameter the notebook ran
+        # with as it recorded them (for kdlab report's list of fixed parameters).
+        row["_folder"], row["_params"] = pdir.name, recorded.get("params")
         rows.append(row)
     return rows
 

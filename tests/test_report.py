@@ -360,3 +360,23 @@ def test_a_point_whose_metric_is_not_defined_is_counted_out_with_its_reason(tmp_
     text = text_of(page.read_text())
     assert "-0.0852 ± 0.0000 1 of 3 points: not defined: the scratch student's NLL was infinite" in text
     assert "1.0 -0.0213 ± 0.0000 3" in text  # the mean of the defined points only, and how many
+
+
+def test_each_points_metrics_are_read_once_and_give_the_fixed_parameters(tmp_path, monkeypatch):
+    folder = fake_sweep(tmp_path / "sweep")
+    reads = []
+    read_text = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        if self.name == "metrics.json":
+            reads.append(self.parent.name)
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    context = report.sweep_context(folder)
+    assert sorted(reads) == sorted(p.parent.name for p in folder.glob("*/metrics.json"))  # once each, no second pass
+    fixed = {p["name"]: (p["value"], p["source"]) for p in context["fixed"]}
+    assert fixed["epochs"] == (30, "you") and fixed["dataset"] == ("mnist-5k", "notebook default")
+    assert "temperature" not in fixed and "seed" not in fixed and "output_dir" not in fixed
+    with open(sweeps.aggregate(folder, figure=False)) as fh:  # the private columns stay out of results.csv
+        assert not [k for k in next(csv.reader(fh)) if k.startswith("_")]
