@@ -407,7 +407,7 @@ def run_point(notebook_name: str, source: bytes, parameters: dict, *, point_dir:
                 time.sleep(POLL_S)
         finally:
             interrupts.stop_processes([process])
-        error = sweeps.point_error(sweeps.Point(notebook, folder, params), process.returncode)
+        error = sweeps.point_error(folder, process.returncode)
         files = _files(folder, leave_out=["parameters.json"])  # the client's holds the client's paths
         new = {}
         if checkpoints is not None:

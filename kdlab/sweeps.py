@@ -116,14 +116,14 @@ def point_process(notebook: str, folder: str) -> int:
     return 0
 
 
-def point_error(point: Point, returncode: int) -> str | None:
-    """None if ``point`` finished; else one line saying why not (after its process ended)."""
-    error_file = point.folder / "error.txt"
+def point_error(folder: Path, returncode: int) -> str | None:
+    """None if the point in ``folder`` finished; else one line saying why not (after its process ended)."""
+    error_file = folder / "error.txt"
     if error_file.exists():
         return (error_file.read_text().strip().splitlines() or ["failed"])[0]
     if returncode != 0:
         return f"its process ended with exit code {returncode}"
-    if not point.finished:
+    if not (folder / "metrics.json").exists():  # as Point.finished
         return "the notebook ran but wrote no metrics.json (a point is finished when its metrics.json exists)"
     return None
 
@@ -154,7 +154,7 @@ def run_points(points: Sequence[Point], jobs: int, done: Callable[[Point, str | 
             for process in ended:
                 interrupts.forget_process(process)
                 point = running.pop(process)
-                done(point, point_error(point, process.returncode))
+                done(point, point_error(point.folder, process.returncode))
             if not ended:
                 time.sleep(0.2)  # points take seconds to minutes: polling costs nothing
     finally:  # Ctrl-C, or an error in done(): nothing keeps running behind the sweep's back
