@@ -31,10 +31,17 @@ def machine() -> str:
 
 def alternate(contenders: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """Call each contender once per round, in turn; each returns the amount of work it did
-    (samples). Returns samples per second per round for each contender."""
+    (samples). Returns samples per second per round for each contender.
+
+    Round r starts with contender r (mod their number) and goes round in order, so no
+    contender always runs right after the same neighbour (caches it left cold, a slow
+    one before it): over the rounds every contender runs in every position."""
     rates: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, run in contenders.items():
+    names = list(contenders)
+    for r in range(rounds):
+        start = r % len(names)
+        for name in names[start:] + names[:start]:
+            run = contenders[name]
             t0 = time.perf_counter()
             work = run()
             rates[name].append(work / (time.perf_counter() - t0))
@@ -49,6 +56,21 @@ def ratio_stats(a: list[float], b: list[float]) -> str:
     """Ratio of medians, and the range of per-round ratios: '0.97 (0.95-0.99)'."""
     per_round = [x / y for x, y in zip(a, b)]
     return f"{median(a) / median(b):.2f} ({min(per_round):.2f}–{max(per_round):.2f})"
+
+
+def ratio_ci(a: list[float], b: list[float]) -> str:
+    """Geometric mean of the per-round ratios a/b and its 95% Student-t interval, taken on the
+    log scale: the contenders alternate, so round i of a and round i of b are a pair, and a slow
+    moment of the machine that hits both cancels in their ratio. '0.97 [0.95, 0.99]'."""
+    import math
+
+    import kdlab
+
+    logs = [math.log(x / y) for x, y in zip(a, b)]
+    mean, half = kdlab.metrics.mean_ci(logs)
+    if math.isnan(half):
+        return f"{math.exp(mean):.2f} [one round]"
+    return f"{math.exp(mean):.2f} [{math.exp(mean - half):.2f}, {math.exp(mean + half):.2f}]"
 
 
 def best_ratio(a: list[float], b: list[float]) -> str:
@@ -67,6 +89,17 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs, not speed")
     return p
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --rounds: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def parse_with_device(description: str, argv, device_help: str):

@@ -14,6 +14,32 @@ def test_loop_throughput_quick():
 
     out = loop_throughput.main(["--quick"])
     assert "| MLP 800-800 |" in out and "| CNN teacher |" in out and "fit / bare" in out
+    assert "| fit / bare + validation in fit's layout" in out  # the bare loop that does fit's work
+
+
+def test_alternate_runs_every_contender_in_every_position():
+    import common
+
+    order = []
+    contenders = {name: (lambda name=name: order.append(name) or 1.0) for name in "abc"}
+    rates = common.alternate(contenders, rounds=3)
+    assert order == list("abc" "bca" "cab")
+    assert {name: len(r) for name, r in rates.items()} == {"a": 3, "b": 3, "c": 3}
+
+
+def test_ratio_ci_is_the_geometric_mean_of_paired_rounds():
+    import common
+
+    assert common.ratio_ci([2.0, 8.0], [1.0, 2.0]).startswith("2.83 [")  # sqrt(2 * 4)
+    assert common.ratio_ci([3.0], [2.0]) == "1.50 [one round]"
+    low, high = common.ratio_ci([1.0, 1.1, 0.9, 1.0], [1.0] * 4).split("[")[1].rstrip("]").split(", ")
+    assert float(low) < 1.0 < float(high)
+    with pytest.raises(SystemExit):
+        common.parser("x").parse_args(["--quick", "extra"])
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 1, got '0'"):
+        common.positive_int("0")
 
 
 @pytest.mark.slow
