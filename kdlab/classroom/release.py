@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import nbformat
 
 from .. import runner
 from ..errors import KdlabError, ParameterError
@@ -41,6 +40,8 @@ def _clean(cell) -> None:
 
 
 def _set_metadata(cell, metadata: dict) -> None:
+    import nbformat  # not at the top: see kdlab/classroom/submission.py
+
     for key, value in metadata.items():
         cell.metadata[key] = nbformat.from_dict(value)
 
@@ -185,6 +186,8 @@ def release(out, notebooks: Sequence[str | Path] | None = None, *, execute: bool
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks found in {runner.notebook_dir()}.")
     out.parent.mkdir(parents=True, exist_ok=True)
+    import nbformat  # not at the top: see kdlab/classroom/submission.py
+
     staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     staging.mkdir()
     try:

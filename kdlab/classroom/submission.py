@@ -28,13 +28,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
 
 from . import cells
 from .catalogue import of_notebook
 from .exercises import Grade
 from .release import with_hidden_tests
+
+# nbformat is imported where it is used, not here: every notebook's exercise checks import this
+# package, and nbformat's schema validation can take seconds to import (docs/BENCHMARKS.md, section 8).
+if TYPE_CHECKING:
+    import nbformat
 
 #: A submission larger than this is not read: a course notebook is well under a megabyte
 #: once its outputs are cleared, and a few megabytes with them.
@@ -135,6 +140,8 @@ def _inject_parameters(nb, values: dict) -> int | None:
     lines = [f"{name} = {value!r}" for name, value in values.items() if name in declared]
     if not lines:
         return None
+    import nbformat
+
     cell = nbformat.v4.new_code_cell("# Injected by kdlab classroom grade\n" + "\n".join(lines),
                                      metadata={"tags": ["injected-parameters"]})
     if nb.get("nbformat_minor", 0) < 5:
@@ -234,6 +241,8 @@ def _run(job: Job) -> Submission:
     work = job.folder / "work"  # the kernel's working folder
     checkpoints = work / "checkpoints"
     parameters = {"smoke": True, "output_dir": str(work / "output"), "checkpoint_dir": str(checkpoints)}
+    import nbformat
+
     try:
         prepared = prepare(nbformat.read(job.path, as_version=4), parameters)
     except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, the class is still graded
