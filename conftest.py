@@ -4,6 +4,14 @@ import os
 import shutil
 import tempfile
 
+# make test runs two pytest workers, and each starts notebook kernels that train with one
+# thread per core. With OpenMP's default wait policy, idle threads spin before they sleep,
+# and two processes' spinning threads on 2 cores sometimes slow each other tenfold; passive
+# waiting does not (benchmarks/thread_contention.py, docs/BENCHMARKS.md section 8). Set here,
+# when pytest loads this file, because OpenMP reads it once, when torch is first imported (the
+# tests' conftest imports kdlab); the workers and kernels started later inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def pytest_configure(config):
     # Notebooks executed by nbval/papermill inherit this environment: smoke mode makes

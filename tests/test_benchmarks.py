@@ -180,3 +180,18 @@ def test_versions_ab_times_the_kdlab_it_imports(tmp_path):
     path = kdlab.checkpoint.save(teacher, tmp_path / "teacher.pt")
     out = versions_ab.main([str(path)])
     assert kdlab.__file__ in out and "teacher ms/256" in out and "mlp fit 3 ep" in out and "cnn fit 1 ep" in out
+
+
+@pytest.mark.slow
+def test_thread_contention_quick():
+    import thread_contention
+
+    out = thread_contention.main(["--quick"])
+    assert "| passive |" in out and "two at once ÷ alone" in out, out
+
+
+def test_the_suite_runs_with_passive_openmp_waiting():
+    # conftest.py sets it before torch loads; a user's own setting wins (setdefault)
+    import os
+
+    assert os.environ.get("OMP_WAIT_POLICY", "").upper() in ("PASSIVE", "ACTIVE")
