@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-
 from .. import runner
 from ..errors import KdlabError, ParameterError
 from . import cells
@@ -178,6 +177,8 @@ def release(out, notebooks: Sequence[str | Path] | None = None, *, execute: bool
     notebook of ``notebooks/``. ``execute=False`` skips the smoke-mode run of the instructor
     versions. ``OUT`` must be new or empty; nothing is written there unless the release succeeds.
     """
+    import nbformat  # not at the top: see kdlab/classroom/submission.py
+
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ParameterError(f"OUT={str(out)!r} is not an empty folder; accepted: a new or empty folder "
@@ -186,8 +187,6 @@ def release(out, notebooks: Sequence[str | Path] | None = None, *, execute: bool
     if not paths:
         raise FileNotFoundError(f"no numbered notebooks found in {runner.notebook_dir()}.")
     out.parent.mkdir(parents=True, exist_ok=True)
-    import nbformat  # not at the top: see kdlab/classroom/submission.py
-
     staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     staging.mkdir()
     try:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from . import cells
 from .catalogue import of_notebook
 from .exercises import Grade
