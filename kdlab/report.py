@@ -37,7 +37,8 @@ from . import course, experiments, metrics
 from .errors import ParameterError
 from .files import atomic_write, write_png
 from .runner import parse_value
-from .sweeps import is_number, numeric_columns, point_error, point_name, point_rows, summary_figure
+from .sweeps import (is_number, numeric_columns, point_error, point_finished, point_name, point_rows,
+                     summary_figure)
 
 #: The metrics a sweep's page shows first, where a notebook records them (notebook 04's).
 PREFERRED = ("distilled_accuracy", "scratch_accuracy", "gain_pp", "gap_closed")
@@ -230,7 +231,7 @@ def _fixed_parameters(stem: str, rows: Sequence[Mapping], meta: Mapping) -> list
 
 def _point_status(folder: Path, name: str) -> tuple[str, str]:
     pdir = folder / name
-    if (pdir / "metrics.json").exists():
+    if point_finished(pdir):
         return "finished", ""
     if (pdir / "error.txt").exists():
         return "failed", point_error(pdir, 0)[:300]

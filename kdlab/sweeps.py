@@ -71,8 +71,13 @@ class Point:
 
     @property
     def finished(self) -> bool:
-        """Whether the notebook wrote its results (``metrics.json``, written atomically at its end)."""
-        return (self.folder / "metrics.json").exists()
+        """Whether the notebook wrote its results (:func:`point_finished`)."""
+        return point_finished(self.folder)
+
+
+def point_finished(folder: Path) -> bool:
+    """Whether the point in ``folder`` finished: its notebook wrote ``metrics.json``, atomically, at its end."""
+    return (folder / "metrics.json").exists()
 
 
 #: ``executor(points, jobs, done)``: see :func:`run_points`.
@@ -123,7 +128,7 @@ def point_error(folder: Path, returncode: int) -> str | None:
         return (error_file.read_text().strip().splitlines() or ["failed"])[0]
     if returncode != 0:
         return f"its process ended with exit code {returncode}"
-    if not (folder / "metrics.json").exists():  # as Point.finished
+    if not point_finished(folder):
         return "the notebook ran but wrote no metrics.json (a point is finished when its metrics.json exists)"
     return None
 
@@ -309,7 +314,7 @@ def point_rows(folder: Path) -> list[dict]:
     ``_folder`` and ``_params`` (the ``params`` its notebook recorded)."""
     names = list(json.loads((folder / "sweep.json").read_text())["grid"])
     rows = []
-    for pdir in sorted(p for p in folder.iterdir() if (p / "metrics.json").exists()):
+    for pdir in sorted(p for p in folder.iterdir() if point_finished(p)):
         params = json.loads((pdir / "parameters.json").read_text())
         row = {n: _hashable(params[n]) for n in names}
         recorded = json.loads((pdir / "metrics.json").read_text())
