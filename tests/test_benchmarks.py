@@ -17,6 +17,16 @@ def test_loop_throughput_quick():
     assert "| fit / bare + validation in fit's layout" in out  # the bare loop that does fit's work
 
 
+@pytest.mark.slow
+def test_loop_overhead_quick():
+    import loop_overhead
+
+    out = loop_overhead.main(["--quick"])
+    for contender in ("bare", "base", *(f"+ {piece}" for piece in loop_overhead.PIECES), "all pieces", "fit"):
+        assert f"| {contender} | " in out
+    assert "1 epoch)" in out and "memory layout contiguous_format" in out
+
+
 def test_alternate_runs_every_contender_in_every_position():
     import common
 
