@@ -24,7 +24,7 @@ def test_loop_overhead_quick():
     out = loop_overhead.main(["--quick"])
     for contender in ("bare", "base", *(f"+ {piece}" for piece in loop_overhead.PIECES), "all pieces", "fit"):
         assert f"| {contender} | " in out
-    assert "1 epoch)" in out and "memory layout contiguous_format" in out
+    assert "1 epoch)" in out and "memory layout contiguous_format" in out and "outside its epochs" in out
 
 
 def test_alternate_runs_every_contender_in_every_position():
