@@ -1,7 +1,7 @@
 """Where fit's own overhead goes: a bare loop, then fit's per-batch pieces added one at a time.
 
     python benchmarks/loop_overhead.py                       # the 800-800 MLP, 25 rounds of 3 epochs
-    python benchmarks/loop_overhead.py --model cnn --rounds 10
+    python benchmarks/loop_overhead.py --model cnn --rounds 8 --epochs 1   # the CNN, as in docs/BENCHMARKS.md
 
 Every contender trains on the mnist-5k train split (3,600 images) in batches of 128 with the
 fused AdamW step, without validation, and alternates with the others round by round:
